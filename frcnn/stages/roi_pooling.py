@@ -1,0 +1,71 @@
+"""RoI pooling: a fixed-size feature grid for each RoI (Fast R-CNN 2.1; RoIAlign from Mask R-CNN).
+
+RoIPool quantises the RoI and its bins to feature cells and max-pools each bin; RoIAlign samples the
+feature map bilinearly at ``sampling_ratio``^2 points per bin and averages. Both are torchvision ops.
+On an FPN each RoI is pooled from one level, chosen by the FPN paper's rule
+k = floor(4 + log2(sqrt(w h) / 224)) (torchvision's ``LevelMapper``).
+
+Shapes: R RoIs (x1, y1, x2, y2) in network-input pixels -> (R, C, S, S) with S = output_size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import roi_align, roi_pool
+from torchvision.ops.poolers import initLevelMapper
+
+from frcnn.stages.backbone import Features
+
+
+@dataclass(frozen=True)
+class PooledRoIs:
+    features: Tensor  # (R, C, S, S)
+    boxes: Tensor  # (R, 4) the RoIs pooled
+    level: Tensor  # (R,) int64 feature level each RoI was pooled from
+    spatial_scales: tuple[float, ...]  # per level, feature cells per input px (1/16 ...)
+    op: str
+    output_size: int
+
+
+def spatial_scale(feature_size: tuple[int, int], image_size: tuple[int, int]) -> float:
+    """torchvision's rule: the power of two nearest feature / image size."""
+    return 2.0 ** round(math.log2(feature_size[0] / image_size[0]))
+
+
+def pool_rois(
+    features: Features,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+    op: str,
+    output_size: int,
+    sampling_ratio: int = 2,
+    pooled_levels: tuple[int, ...] | None = None,
+) -> PooledRoIs:
+    """Pool ``boxes`` (R, 4) from ``features`` (levels ``pooled_levels``, default all).
+
+    ``image_size`` is the (h, w) of the resized image (torchvision infers the scales from it).
+    """
+    levels = pooled_levels if pooled_levels is not None else tuple(range(len(features.maps)))
+    maps = [features.maps[i] for i in levels]
+    scales = tuple(spatial_scale(m.shape[-2:], image_size) for m in maps)
+    if len(maps) == 1:
+        level = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+    else:
+        mapper = initLevelMapper(int(-math.log2(scales[0])), int(-math.log2(scales[-1])))
+        level = mapper([boxes])  # (R,)
+    channels = maps[0].shape[1]
+    out = boxes.new_zeros((len(boxes), channels, output_size, output_size))
+    for i, (fmap, scale) in enumerate(zip(maps, scales, strict=True)):
+        idx = torch.where(level == i)[0]
+        if idx.numel() == 0:
+            continue
+        rois = [boxes[idx]]
+        if op == "roi_pool":
+            out[idx] = roi_pool(fmap, rois, output_size, scale)
+        else:
+            out[idx] = roi_align(fmap, rois, output_size, scale, sampling_ratio, aligned=False)
+    return PooledRoIs(out, boxes, level, scales, op, output_size)
