@@ -35,7 +35,7 @@ from frcnn.models.registry import Detector
 from frcnn.settings import Settings
 from frcnn.stages import STAGES
 from frcnn.stages.anchor_targets import AnchorTargets, anchor_targets
-from frcnn.stages.anchors import Anchors, grid_for_stride, make_anchors, split_sizes
+from frcnn.stages.anchors import Anchors, grid_for_stride, make_anchors, sizes_per_level
 from frcnn.stages.backbone import Features, run_backbone
 from frcnn.stages.box_head import BoxHeadOutput, run_box_head
 from frcnn.stages.detections import Detections, detect
@@ -249,9 +249,9 @@ class Tracer:
             rpn_anchors, source, note = run.stage("rpn_anchors", lambda: self._rpn_anchors(anchors, pre, feats))
             if note:
                 notes.append(note)
-            if len(feats.maps) > 1 and split_sizes(settings.anchors.sizes, self._num_anchor_levels()) is None:
+            if len(feats.maps) > 1 and self._level_sizes(settings) is None:
                 notes.append(f"anchors.sizes: {len(settings.anchors.sizes)} sizes do not split over "
-                             f"{self._num_anchor_levels()} FPN levels; anchors use the model's sizes")
+                             f"{len(self.detector.trained_anchor_sizes)} FPN levels; anchors use the model's sizes")
             rpn = run.stage("rpn_head", lambda: run_rpn_head(det.module.rpn.head, feats))
             props = run.stage("proposals", lambda: propose(rpn_anchors.boxes, rpn.objectness, rpn.deltas,
                                                            rpn.num_per_level, pre.image_size, settings.rpn))
@@ -298,13 +298,13 @@ class Tracer:
             stride = int(a.stride)
             grid = feats.shapes[0] if stride == feats.strides[0] else grid_for_stride(pre.padded_size, stride)
             return make_anchors([a.sizes], a.ratios, [grid], [stride], pre.image_size, pre.tensor.device)
-        sizes = split_sizes(a.sizes, self._num_anchor_levels()) or self.detector.trained_anchor_sizes
+        sizes = self._level_sizes(settings) or self.detector.trained_anchor_sizes
         n = len(sizes)
         return make_anchors(sizes, a.ratios, feats.shapes[:n], feats.strides[:n], pre.image_size,
                             pre.tensor.device)
 
-    def _num_anchor_levels(self) -> int:
-        return len(self.detector.trained_anchor_sizes)
+    def _level_sizes(self, settings: Settings) -> tuple[tuple[float, ...], ...] | None:
+        return sizes_per_level(settings.anchors.sizes, self.detector.trained_anchor_sizes)
 
     def _rpn_anchors(self, anchors: Anchors, pre: Preprocessed, feats: Features) -> tuple[Anchors, str, str]:
         """The settings' anchors if the trained RPN head can decode them (same number per location and the

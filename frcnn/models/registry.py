@@ -153,6 +153,33 @@ def build_vgg16(num_classes: int, settings: Settings = PAPER) -> FasterRCNN:
     return _single_map_rcnn(backbone, head, representation, num_classes, settings)
 
 
+def settings_from_torchvision(module: FasterRCNN, base: Settings = TORCHVISION_COCO) -> Settings:
+    """The Settings that reproduce a torchvision FasterRCNN's own test-time behaviour."""
+    rpn, heads, gen = module.rpn, module.roi_heads, module.rpn.anchor_generator
+    levels = [tuple(float(s) for s in lvl) for lvl in gen.sizes]
+    sizes = levels[0] if all(lvl == levels[0] for lvl in levels) else tuple(s for lvl in levels for s in lvl)
+    pool = heads.box_roi_pool
+    return base.replace({
+        "input.min_size": module.transform.min_size[-1], "input.max_size": module.transform.max_size,
+        "anchors.sizes": sizes, "anchors.ratios": tuple(float(r) for r in gen.aspect_ratios[0]),
+        "rpn.fg_iou_thresh": rpn.proposal_matcher.high_threshold,
+        "rpn.bg_iou_thresh": rpn.proposal_matcher.low_threshold,
+        "rpn.allow_low_quality_matches": rpn.proposal_matcher.allow_low_quality_matches,
+        "rpn.ignore_cross_boundary": False,
+        "rpn.batch_size_per_image": rpn.fg_bg_sampler.batch_size_per_image,
+        "rpn.positive_fraction": rpn.fg_bg_sampler.positive_fraction,
+        "rpn.pre_nms_top_n": rpn._pre_nms_top_n["testing"], "rpn.post_nms_top_n": rpn._post_nms_top_n["testing"],
+        "rpn.nms_thresh": rpn.nms_thresh, "rpn.min_size": rpn.min_size, "rpn.score_thresh": rpn.score_thresh,
+        "roi.fg_iou_thresh": heads.proposal_matcher.high_threshold,
+        "roi.bg_iou_thresh_hi": heads.proposal_matcher.low_threshold, "roi.bg_iou_thresh_lo": 0.0,
+        "roi.batch_size_per_image": heads.fg_bg_sampler.batch_size_per_image,
+        "roi.positive_fraction": heads.fg_bg_sampler.positive_fraction,
+        "roi.pool": "roi_align", "roi.output_size": pool.output_size[0], "roi.sampling_ratio": pool.sampling_ratio,
+        "roi.score_thresh": heads.score_thresh, "roi.nms_thresh": heads.nms_thresh,
+        "roi.detections_per_img": heads.detections_per_img,
+    })
+
+
 def _coco_builder(fn: Callable[..., FasterRCNN]) -> Callable[[int], FasterRCNN]:
     def build(num_classes: int) -> FasterRCNN:
         # weights_backbone=None as well: with it left out torchvision would download ImageNet weights
@@ -209,6 +236,8 @@ def load_model(name: str = "default", weights: str | os.PathLike | None = "auto"
         module, class_names, defaults, described, notes = _load_named(spec, str(weights))
     else:
         module, class_names, defaults, described, notes = _load_file(spec, Path(weights))
+    if spec.coco_weights is not None:  # torchvision's detectors: their own test-time configuration
+        defaults = settings_from_torchvision(module)
     module.eval().to(dev)
     for p in module.parameters():
         p.requires_grad_(False)

@@ -57,6 +57,14 @@ def split_sizes(sizes: Sequence[float], num_levels: int) -> tuple[tuple[float, .
     return tuple(tuple(float(s) for s in sizes[i * n:(i + 1) * n]) for i in range(num_levels))
 
 
+def sizes_per_level(sizes: Sequence[float], trained: Sequence[Sequence[float]]) -> tuple[tuple[float, ...], ...] | None:
+    """Sizes for each level of a model whose levels were trained with ``trained``: the same sizes on every
+    level when the model has them so (MobileNet FPN), else shared out in order (ResNet FPN: one per level)."""
+    if all(tuple(lvl) == tuple(trained[0]) for lvl in trained):
+        return (tuple(float(s) for s in sizes),) * len(trained)
+    return split_sizes(sizes, len(trained))
+
+
 def grid_for_stride(padded_size: tuple[int, int], stride: int) -> tuple[int, int]:
     """The (H, W) grid of anchor centres that covers a padded input with the given stride."""
     return math.ceil(padded_size[0] / stride), math.ceil(padded_size[1] / stride)
