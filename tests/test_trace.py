@@ -214,9 +214,9 @@ def test_anchors_that_do_not_fit_the_head_fall_back_with_a_note(detector, scene)
     trace = Tracer(detector).run(image, settings)
     assert trace.anchors_source == "model"
     assert trace.anchors.num_per_location == (6,)
-    assert trace.rpn_anchors.num_per_location == (12,)
+    assert trace.rpn_anchors.num_per_location == (15,)
     assert any("anchors per location" in n for n in trace.notes)
-    other_stride = Tracer(detector).run(image, settings.replace({"anchors.sizes": (32, 64, 128, 256),
+    other_stride = Tracer(detector).run(image, settings.replace({"anchors.sizes": (32, 64, 128, 256, 512),
                                                                  "anchors.stride": 8}))
     assert other_stride.anchors.strides == (8,) and other_stride.anchors_source == "model"
 

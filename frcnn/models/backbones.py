@@ -1,7 +1,9 @@
 """Backbones of the paper's single-feature-map Faster R-CNN (stride 16).
 
-- ``light``: ResNet-18's stem and its first three stages (conv1 .. layer3): 256 channels at stride 16,
-  about 2.8 M parameters, fast enough on a 2-core CPU to trace a 512-px image well under a second.
+- ``light``: a small residual network (ResNet basic blocks, widths 32-64-128, a dilated conv for a wider
+  receptive field, a 1x1 conv to 256 channels) at stride 16: about 1.5 GMACs on a 512x512 input, a fifth
+  of ResNet-18's trunk, so it trains from scratch on a 2-core CPU in hours and traces a 512-px image in
+  a fraction of a second.
 - ``vgg16``: VGG-16's conv1_1 .. conv5_3 (the paper's network), 512 channels at stride 16; ImageNet
   weights through torchvision's weights API when online.
 """
@@ -9,14 +11,32 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18, vgg16
+from torchvision.models import vgg16
+from torchvision.models.resnet import BasicBlock
+
+LIGHT_CHANNELS = 256
+
+
+def _conv_bn(cin: int, cout: int, stride: int, dilation: int = 1) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _down_block(cin: int, cout: int) -> BasicBlock:
+    shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), nn.BatchNorm2d(cout))
+    return BasicBlock(cin, cout, stride=2, downsample=shortcut)
 
 
 def light_backbone() -> nn.Module:
-    """ResNet-18 conv1 .. layer3, randomly initialised: (1, 3, H, W) -> (1, 256, H/16, W/16)."""
-    net = resnet18(weights=None)
-    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
-    body.out_channels = 256
+    """The light trunk, randomly initialised: (N, 3, H, W) -> (N, 256, H/16, W/16)."""
+    body = nn.Sequential(
+        _conv_bn(3, 24, 2), _conv_bn(24, 32, 2),  # stride 4
+        BasicBlock(32, 32),
+        _down_block(32, 64), BasicBlock(64, 64),  # stride 8
+        _down_block(64, 128), BasicBlock(128, 128), _conv_bn(128, 128, 1, dilation=2),  # stride 16
+        nn.Conv2d(128, LIGHT_CHANNELS, 1), nn.ReLU(inplace=True),
+    )
+    body.out_channels = LIGHT_CHANNELS
     return body
 
 

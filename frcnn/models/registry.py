@@ -7,7 +7,7 @@ to know about it: class names, the anchors it was trained with, its own default 
 
 | name             | what                                                     | weights "auto"                  |
 | ---------------- | -------------------------------------------------------- | ------------------------------- |
-| default          | the paper's single-map model, light ResNet-18 trunk       | frcnn/models/weights/default.pt |
+| default          | the paper's single-map model, light residual trunk        | frcnn/models/weights/default.pt |
 | vgg16            | the paper's configuration: VGG-16 conv5_3, RoIPool, fc6/7 | ImageNet backbone (weights API) |
 | resnet50_fpn_v2  | torchvision's fasterrcnn_resnet50_fpn_v2                  | COCO (weights API)              |
 | mobilenet_v3_fpn | torchvision's fasterrcnn_mobilenet_v3_large_fpn           | COCO (weights API)              |
@@ -68,7 +68,7 @@ def _shape_classes() -> tuple[str, ...]:
 
 DEFAULT_SETTINGS = Settings(
     input=InputSettings(min_size=512, max_size=1024),
-    anchors=AnchorSettings(sizes=(32.0, 64.0, 128.0, 256.0), ratios=(0.5, 1.0, 2.0), stride=16),
+    anchors=AnchorSettings(sizes=(32.0, 64.0, 128.0, 256.0, 512.0), ratios=(0.5, 1.0, 2.0), stride=16),
     rpn=RPNSettings(pre_nms_top_n=6000, post_nms_top_n=300, min_size=8.0),
 )
 
@@ -195,7 +195,7 @@ def _coco_names(weights: Any) -> Callable[[], tuple[str, ...]]:
 _MOBILENET = FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1
 _RESNET = FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1
 REGISTRY: dict[str, ModelSpec] = {
-    "default": ModelSpec("default", "the paper's single-map Faster R-CNN, light ResNet-18 trunk, synthetic shapes",
+    "default": ModelSpec("default", "the paper's single-map Faster R-CNN, light residual trunk, synthetic shapes",
                          build_default, _shape_classes, DEFAULT_SETTINGS),
     "vgg16": ModelSpec("vgg16", "the paper's configuration: VGG-16 conv5_3, 9 anchors, RoIPool 7x7",
                        build_vgg16, lambda: VOC_CLASSES, PAPER, backbone_weights=VGG16_Weights.IMAGENET1K_V1),
