@@ -2,6 +2,9 @@
 
     python -m frcnn trace IMAGE [--gt ANN] [--model NAME] [--weights PATH] [--device auto|cpu|cuda]
                               [--set KEY=VALUE ...] [--sweep KEY=V1,V2,...] [--json OUT]
+    python -m frcnn data shapes --out DIR --n N --seed S     synthetic scenes as a COCO folder
+    python -m frcnn train --model default --data DIR|shapes:N:SEED --out CKPT [--steps ...] [--set KEY=VALUE]
+    python -m frcnn eval --model default [--weights CKPT] --data DIR|shapes:N:SEED
     python -m frcnn keys            every setting, its default and its stage
     python -m frcnn models          the registered models
 
@@ -110,6 +113,61 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from frcnn.data.shapes import SceneConfig, write_coco_dataset
+
+    if args.n <= 0:
+        raise FrcnnError("--n must be positive")
+    config = SceneConfig(min_side=args.min_side, max_side=args.max_side)
+    path = write_coco_dataset(args.out, args.n, args.seed, config)
+    print(f"wrote {args.n} scenes (seed {args.seed}) to {path.parent}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from frcnn.data.dataset import open_dataset
+    from frcnn.models import REGISTRY
+    from frcnn.train import TrainConfig, train
+
+    dataset = open_dataset(args.data)
+    held_out = open_dataset(args.eval_data) if args.eval_data else None
+    settings = REGISTRY[args.model].defaults.replace(_parse_assignments(args.set or [], "--set"))
+    defaults = TrainConfig()
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         warmup=min(defaults.warmup, max(1, args.steps // 10)),
+                         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every if held_out else 0)
+    if min(config.steps, config.batch_size, config.checkpoint_every) <= 0 or not config.lr > 0:
+        raise FrcnnError("--steps, --batch-size, --checkpoint-every and --lr must be positive")
+    out = train(args.model, dataset, args.out, settings, config, args.device, resume=not args.restart,
+                progress=not args.quiet, evaluate_on=held_out)
+    print(f"checkpoint: {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from frcnn.data.dataset import open_dataset
+    from frcnn.evaluate import evaluate
+    from frcnn.models import load_model
+
+    dataset = open_dataset(args.data)
+    detector = load_model(args.model, args.weights, args.device)
+    for note in detector.notes:
+        print(f"note: {note}", file=sys.stderr)
+    known = tuple(getattr(dataset, "class_names", ()))
+    if known and known != detector.class_names[:len(known)]:
+        raise FrcnnError(f"{args.data}: its classes {list(known[1:])} are not the model's "
+                         f"{list(detector.class_names[1:])}")
+    settings = detector.defaults.replace(_parse_assignments(args.set or [], "--set"))
+    result = evaluate(detector, dataset, settings, limit=args.limit, progress=not args.quiet)
+    print(f"images {result['images']}  mAP@0.5 {result['map_50']:.4f}  mAP@[.5:.95] {result['map']:.4f}  "
+          f"mAP@0.75 {result['map_75']:.4f}")
+    for name, ap in result["per_class"].items():
+        print(f"  AP@[.5:.95] {name:<16} {ap:.4f}")
+    if args.json:
+        _write_json(result, args.json)
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from frcnn.settings import Settings, flat_keys
     from frcnn.trace import STAGE_SETTINGS
@@ -144,6 +202,40 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...", help="one trace per value")
     t.add_argument("--json", metavar="OUT", help="write the trace as JSON (- for stdout)")
     t.set_defaults(func=cmd_trace)
+    d = sub.add_parser("data", help="write a synthetic dataset")
+    d.add_argument("kind", choices=["shapes"])
+    d.add_argument("--out", required=True)
+    d.add_argument("--n", type=int, default=100)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--min-side", type=int, default=320)
+    d.add_argument("--max-side", type=int, default=640)
+    d.set_defaults(func=cmd_data)
+    r = sub.add_parser("train", help="train a model end to end (approximate joint training)")
+    r.add_argument("--model", default="default", choices=("default", "vgg16"))
+    r.add_argument("--data", required=True, help="a COCO folder, or shapes:N:SEED")
+    r.add_argument("--out", required=True, help="checkpoint file (resumed when it exists)")
+    r.add_argument("--steps", type=int, default=6000)
+    r.add_argument("--batch-size", type=int, default=4)
+    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--checkpoint-every", type=int, default=200)
+    r.add_argument("--eval-data", help="held-out data for mAP during training")
+    r.add_argument("--eval-every", type=int, default=1000)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE")
+    r.add_argument("--restart", action="store_true", help="start over even if --out exists")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="COCO mAP of a model on a dataset")
+    e.add_argument("--model", default="default", choices=MODEL_NAMES)
+    e.add_argument("--weights", default="auto")
+    e.add_argument("--data", required=True, help="a COCO folder, or shapes:N:SEED")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    e.add_argument("--json", metavar="OUT")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
     sub.add_parser("keys", help="list every setting").set_defaults(func=cmd_keys)
     sub.add_parser("models", help="list the models").set_defaults(func=cmd_models)
     return parser

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,8 +49,9 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise FrcnnError(f"{path}: refused, not a plain weights file ({first[:160]})") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f"it would load {found.group(1)}" if found else "it holds more than tensors and plain values"
+        raise FrcnnError(f"{path}: refused, not a plain weights file ({what}; only weights_only files load)") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise FrcnnError(f"{path}: not a readable PyTorch weights file (truncated or corrupt: "
                          f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None

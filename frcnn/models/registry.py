@@ -69,8 +69,11 @@ def _shape_classes() -> tuple[str, ...]:
 DEFAULT_SETTINGS = Settings(
     input=InputSettings(min_size=512, max_size=1024),
     anchors=AnchorSettings(sizes=(32.0, 64.0, 128.0, 256.0, 512.0), ratios=(0.5, 1.0, 2.0), stride=16),
-    rpn=RPNSettings(pre_nms_top_n=6000, post_nms_top_n=300, min_size=8.0),
+    rpn=RPNSettings(ignore_cross_boundary=False, pre_nms_top_n=6000, post_nms_top_n=300, min_size=8.0),
 )
+"""The default model's settings: the paper's, with anchors for 16..500-px objects at a 512-px input, and
+cross-boundary anchors kept in training (torchvision's choice: with 512-px anchors on a 512-px image the
+paper's rule would leave the largest objects almost no anchor to learn from)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,265 @@
+"""Training: approximate joint training of the RPN and the Fast R-CNN head (paper section 3.2), end to end,
+with the very stage functions the tracer shows (anchor targets, proposals, RoI targets, RoI pooling,
+losses), so what the app displays is what the model learnt from.
+
+One step: a batch of images, flipped at random (p = 0.5) and resized with a random shorter side from
+``scales`` (scale jitter); the backbone runs on the padded batch, then per image: anchors, anchor targets
+and the RPN losses; proposals (detached, as in approximate joint training); RoI targets, RoI pooling, the
+box head and the RoI losses. The loss is the sum of the four terms, averaged over the batch.
+
+Checkpoints (:mod:`frcnn.models.checkpoint`) are written every ``checkpoint_every`` steps with the optimiser
+and RNG state, so an interrupted run resumes where it stopped and a seed makes a run repeatable; the final
+checkpoint drops the optimiser state. A JSON-lines log beside it records the losses and evaluations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+from frcnn.errors import FrcnnError
+from frcnn.models.checkpoint import read_weights_file, save_checkpoint
+from frcnn.models.registry import REGISTRY, build_default, build_vgg16, pick_device
+from frcnn.settings import Settings
+from frcnn.stages.anchor_targets import anchor_targets
+from frcnn.stages.anchors import make_anchors
+from frcnn.stages.backbone import Features
+from frcnn.stages.box_head import run_box_head
+from frcnn.stages.losses import Losses, roi_losses, rpn_losses
+from frcnn.stages.proposals import propose
+from frcnn.stages.roi_pooling import pool_rois
+from frcnn.stages.roi_targets import roi_targets
+from frcnn.stages.rpn_head import run_rpn_head
+
+TRAINABLE = ("default", "vgg16")
+LOSS_TERMS = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 6000  # optimiser steps
+    batch_size: int = 4  # images per step
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 1e-4
+    warmup: int = 300  # linear warm-up steps, then cosine decay to 0
+    scales: tuple[int, ...] = (448, 480, 512, 544, 576)  # shorter side drawn per batch (scale jitter)
+    flip: bool = True  # horizontal flip with p = 0.5
+    seed: int = 0
+    pre_nms_top_n: int = 2000  # proposals in training (the paper: 12000 -> 2000)
+    post_nms_top_n: int = 512
+    checkpoint_every: int = 200
+    log_every: int = 10
+    eval_every: int = 0  # 0: never during training
+    clip_grad: float = 10.0
+
+
+def _augment(image: Tensor, boxes: Tensor, generator: torch.Generator, flip: bool) -> tuple[Tensor, Tensor]:
+    if flip and torch.rand((), generator=generator) < 0.5:
+        width = image.shape[-1]
+        image = image.flip(-1)
+        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    return image, boxes
+
+
+def training_losses(module: nn.Module, images: list[Tensor], boxes: list[Tensor], labels: list[Tensor],
+                    settings: Settings, config: TrainConfig, min_size: int, seed: int) -> Losses:
+    """The four losses of one batch, averaged over its images (gradients flow; call in train mode).
+
+    Args: images, list of (3, H, W) float in [0, 1] on the model's device; boxes (G, 4) and labels (G,) per
+    image, in its pixels; ``min_size`` the shorter side for this batch; ``seed`` for the minibatch draws.
+    """
+    transform = GeneralizedRCNNTransform(min_size, settings.input.max_size, module.transform.image_mean,
+                                         module.transform.image_std)
+    transform.eval()  # the size is chosen by the caller
+    image_list, targets = transform(images, [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels,
+                                                                                            strict=True)])
+    out = module.backbone(image_list.tensors)  # (N, C, Hf, Wf)
+    maps = (out,) if isinstance(out, Tensor) else tuple(out.values())
+    strides = tuple(round(image_list.tensors.shape[-2] / m.shape[-2]) for m in maps)
+    train_rpn = dataclasses.replace(settings.rpn, pre_nms_top_n=config.pre_nms_top_n,
+                                    post_nms_top_n=config.post_nms_top_n)
+    sizes = module.rpn.anchor_generator.sizes
+    ratios = module.rpn.anchor_generator.aspect_ratios[0]
+    terms = []
+    for i, (size, target) in enumerate(zip(image_list.image_sizes, targets, strict=True)):
+        feats = Features(tuple(m[i:i + 1] for m in maps), tuple(str(k) for k in range(len(maps))), strides)
+        rpn = run_rpn_head(module.rpn.head, feats)
+        anchors = make_anchors(sizes, ratios, feats.shapes[:len(sizes)], strides[:len(sizes)], tuple(size),
+                               maps[0].device)
+        gt, gt_labels = target["boxes"], target["labels"]
+        rpn_i = dataclasses.replace(train_rpn, sample_seed=(seed * 1009 + i) % (2**31 - 1))
+        roi_i = dataclasses.replace(settings.roi, sample_seed=(seed * 2003 + i) % (2**31 - 1))
+        with torch.no_grad():
+            a_targets = anchor_targets(anchors.boxes, anchors.inside, gt, rpn_i)
+            props = propose(anchors.boxes, rpn.objectness, rpn.deltas, rpn.num_per_level, tuple(size), rpn_i)
+            r_targets = roi_targets(props.boxes, gt, gt_labels, roi_i)
+        rpn_cls, rpn_box = rpn_losses(rpn.objectness, rpn.deltas, a_targets)
+        pooled = pool_rois(feats, r_targets.boxes, tuple(size), settings.roi.pool, settings.roi.output_size,
+                           settings.roi.sampling_ratio)
+        head = run_box_head(module.roi_heads.box_head, module.roi_heads.box_predictor, pooled.features)
+        roi_cls, roi_box = roi_losses(head.class_logits, head.box_deltas, r_targets.labels,
+                                      r_targets.regression_targets)
+        terms.append(torch.stack([rpn_cls, rpn_box, roi_cls, roi_box]))
+    mean = torch.stack(terms).mean(dim=0)
+    return Losses(mean[0], mean[1], mean[2], mean[3])
+
+
+def _lr_at(step: int, config: TrainConfig) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_for_training(model: str, num_classes: int, settings: Settings) -> nn.Module:
+    if model == "default":
+        return build_default(num_classes, settings)
+    if model == "vgg16":
+        return build_vgg16(num_classes, settings)
+    raise FrcnnError(f"train: model {model!r} cannot be trained here (choose one of: {', '.join(TRAINABLE)})")
+
+
+def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | None = None,
+          config: TrainConfig = TrainConfig(), device: str = "auto", resume: bool = True,
+          progress: bool = True, on_log: Callable[[dict], None] | None = None,
+          evaluate_on: Dataset | None = None, should_stop: Callable[[], bool] | None = None) -> Path:
+    """Train ``model`` on ``dataset`` and write checkpoints to ``out``; returns ``out``.
+
+    With ``resume`` and a checkpoint already at ``out``, training goes on from its step with its settings.
+    ``on_log`` receives every log record; ``should_stop`` is polled each step (a stopped run can resume).
+    """
+    out = Path(out)
+    dev = pick_device(device)
+    class_names = tuple(getattr(dataset, "class_names", ()))
+    if len(class_names) < 2:
+        raise FrcnnError("train: the dataset has no classes")
+    settings = settings or REGISTRY[model].defaults
+    state = None
+    if resume and out.is_file():
+        state = read_weights_file(out)
+        if state["model"] != model:
+            raise FrcnnError(f"{out}: a checkpoint of {state['model']!r}, not {model!r}; choose another --out")
+        settings = Settings.from_flat(state["settings"])
+        class_names = tuple(state["class_names"])
+    torch.manual_seed(config.seed)
+    module = build_for_training(model, len(class_names), settings).to(dev)
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    meta: dict[str, Any] = {"step": 0, "log": [], "train_seconds": 0.0}
+    if state is not None:
+        module.load_state_dict(state["state_dict"])
+        meta = dict(state["meta"])
+        if "optimizer" in meta:
+            optimizer.load_state_dict(meta.pop("optimizer"))
+        if "rng" in meta:
+            torch.set_rng_state(meta.pop("rng"))
+    generator = torch.Generator().manual_seed(config.seed * 7919 + int(meta["step"]))
+    log: list[dict] = list(meta.get("log", []))
+    step = int(meta["step"])
+    seconds = float(meta.get("train_seconds", 0.0))
+    bar = _progress(progress, config.steps, step)
+    module.train()
+    while step < config.steps:
+        if should_stop is not None and should_stop():
+            break
+        start = time.perf_counter()
+        losses = _step(module, optimizer, dataset, settings, config, step, generator, dev)
+        seconds += time.perf_counter() - start
+        step += 1
+        if step % config.log_every == 0 or step == config.steps:
+            record = {"step": step, "lr": _lr_at(step - 1, config), "seconds": round(seconds, 1),
+                      **{k: round(float(v), 5) for k, v in losses.items()}}
+            log.append(record)
+            if on_log:
+                on_log(record)
+            if bar is not None:
+                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", *LOSS_TERMS)})
+        if bar is not None:
+            bar.update(1)
+        if config.eval_every and evaluate_on is not None and step % config.eval_every == 0:
+            record = _evaluate_now(module, model, class_names, settings, evaluate_on, dev, step)
+            log.append(record)
+            if on_log:
+                on_log(record)
+            module.train()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
+                  final=step == config.steps)
+    if step < config.steps:  # stopped early: keep what was done, resumable
+        _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _step(module: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, settings: Settings,
+          config: TrainConfig, step: int, generator: torch.Generator, dev: torch.device) -> dict[str, Tensor]:
+    idx = torch.randint(len(dataset), (config.batch_size,), generator=generator).tolist()
+    images, boxes, labels = [], [], []
+    for i in idx:
+        image, b, lab = dataset[i]
+        image, b = _augment(image, b, generator, config.flip)
+        images.append(image.to(dev).float().div_(255))
+        boxes.append(b.to(dev))
+        labels.append(lab.to(dev))
+    min_size = config.scales[int(torch.randint(len(config.scales), (1,), generator=generator))]
+    for group in optimizer.param_groups:
+        group["lr"] = _lr_at(step, config)
+    losses = training_losses(module, images, boxes, labels, settings, config, min_size, seed=step)
+    total = losses.total
+    if not torch.isfinite(total):
+        raise FrcnnError(f"train: the loss became {float(total)} at step {step + 1}; lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad)
+    optimizer.step()
+    return {"total": total.detach(), **{k: getattr(losses, k).detach() for k in LOSS_TERMS}}
+
+
+def _save(out: Path, model: str, class_names: tuple[str, ...], settings: Settings, module: nn.Module,
+          optimizer: torch.optim.Optimizer, step: int, log: list[dict], seconds: float, config: TrainConfig,
+          final: bool) -> None:
+    meta: dict[str, Any] = {"step": step, "log": log, "train_seconds": round(seconds, 1),
+                            "config": {k: list(v) if isinstance(v, tuple) else v
+                                       for k, v in dataclasses.asdict(config).items()},
+                            "machine": f"{platform.machine()} {platform.processor() or ''} "
+                                       f"{torch.get_num_threads()} threads".strip(),
+                            "torch": str(torch.__version__)}
+    if not final:
+        meta["optimizer"] = optimizer.state_dict()
+        meta["rng"] = torch.get_rng_state()
+    save_checkpoint(out, model, list(class_names), settings.to_flat(), module.state_dict(), meta)
+    out.with_suffix(".log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+
+def _evaluate_now(module: nn.Module, model: str, class_names: tuple[str, ...], settings: Settings,
+                  dataset: Dataset, dev: torch.device, step: int) -> dict:
+    from frcnn.evaluate import evaluate
+    from frcnn.models.registry import Detector
+
+    module.eval()
+    detector = Detector(model, module, class_names, settings, dev, f"training step {step}", (),
+                        f"{model}|training-{step}-{time.time()}|{dev}")
+    with torch.no_grad():
+        result = evaluate(detector, dataset, progress=False)
+    return {"step": step, "map_50": round(result["map_50"], 4), "map": round(result["map"], 4)}
+
+
+def _progress(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True)
