@@ -165,7 +165,6 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
             optimizer.load_state_dict(meta.pop("optimizer"))
         if "rng" in meta:
             torch.set_rng_state(meta.pop("rng"))
-    generator = torch.Generator().manual_seed(config.seed * 7919 + int(meta["step"]))
     log: list[dict] = list(meta.get("log", []))
     step = int(meta["step"])
     seconds = float(meta.get("train_seconds", 0.0))
@@ -175,7 +174,7 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
         if should_stop is not None and should_stop():
             break
         start = time.perf_counter()
-        losses = _step(module, optimizer, dataset, settings, config, step, generator, dev)
+        losses = _step(module, optimizer, dataset, settings, config, step, dev)
         seconds += time.perf_counter() - start
         step += 1
         if step % config.log_every == 0 or step == config.steps:
@@ -205,7 +204,8 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
 
 
 def _step(module: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, settings: Settings,
-          config: TrainConfig, step: int, generator: torch.Generator, dev: torch.device) -> dict[str, Tensor]:
+          config: TrainConfig, step: int, dev: torch.device) -> dict[str, Tensor]:
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + step)  # per step: a resumed run repeats
     idx = torch.randint(len(dataset), (config.batch_size,), generator=generator).tolist()
     images, boxes, labels = [], [], []
     for i in idx:
