@@ -9,6 +9,7 @@ from frcnn.data.annotations import (
     load_annotations,
 )
 from frcnn.data.images import IMAGE_FORMATS, MAX_PIXELS, LoadedImage, image_to_numpy, load_image
+from frcnn.data.samples import Sample, list_samples, load_sample
 
 __all__ = [
     "ANNOTATION_FORMATS",
@@ -17,9 +18,12 @@ __all__ = [
     "MAX_PIXELS",
     "GroundTruth",
     "LoadedImage",
+    "Sample",
     "detect_format",
     "dump_annotations",
     "image_to_numpy",
+    "list_samples",
     "load_annotations",
     "load_image",
+    "load_sample",
 ]
