@@ -126,7 +126,7 @@ def test_best_anchor_per_gt_equals_brute_force() -> None:
 def test_labels_equal_brute_force(settings: RPNSettings) -> None:
     checked = 0
     seen = set()
-    for seed in range(40):
+    for seed in range(30):
         anchors, inside, gt = _random_case(seed)
         q = _quality(anchors.tolist(), inside.tolist(), gt.tolist(), settings)
         if min(max(row) for row in q) <= 0:
@@ -135,13 +135,13 @@ def test_labels_equal_brute_force(settings: RPNSettings) -> None:
         assert labels == _brute_labels(anchors, inside, gt, settings), seed
         seen |= set(labels)
         checked += 1
-    assert checked >= 30
+    assert checked >= 25
     assert seen == {-1, 0, 1}
 
 
 @pytest.mark.parametrize("settings", SETTINGS_VARIANTS)
 def test_labels_obey_thresholds(settings: RPNSettings) -> None:
-    for seed in range(40):
+    for seed in range(30):
         anchors, inside, gt = _random_case(seed)
         q = _quality(anchors.tolist(), inside.tolist(), gt.tolist(), settings)
         if min(max(row) for row in q) <= 0:
