@@ -226,11 +226,6 @@ def test_gt_with_no_usable_overlap_alone_leaves_labels_as_reference() -> None:
     assert t.labels.tolist() == _brute_labels(anchors, inside, gt_one, RPNSettings())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "anchor_targets: a GT box whose best quality is 0 (it overlaps no usable anchor) makes Matcher's "
-    "low-quality rule match every anchor (all tie at 0), so every anchor with ANY overlap with another GT "
-    "box becomes positive, even below bg_iou_thresh; the best_quality <= 0 guard only catches anchors "
-    "overlapping nothing"))
 @pytest.mark.parametrize("bg", [0.3, 0.0])
 def test_gt_with_no_usable_overlap_does_not_change_other_labels(bg: float) -> None:
     anchors, inside, gt, gt_one = _gt_with_no_usable_overlap()

@@ -43,6 +43,22 @@ class AnchorTargets:
     best_iou_per_gt: Tensor  # (G,)
 
 
+def _match(quality: Tensor, settings: RPNSettings) -> Tensor:
+    """torchvision's Matcher over the GT boxes that overlap some usable anchor.
+
+    A GT box with best quality 0 (it overlaps no usable anchor) is left out: under the low-quality rule
+    every anchor would tie as its "best" and turn positive.
+    """
+    matcher = Matcher(settings.fg_iou_thresh, settings.bg_iou_thresh,
+                      allow_low_quality_matches=settings.allow_low_quality_matches)
+    usable = torch.where(quality.max(dim=1).values > 0)[0]  # (G',)
+    if usable.numel() == 0:
+        return torch.full((quality.shape[1],), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64,
+                          device=quality.device)
+    matched = matcher(quality[usable])  # (A,) indices into usable, or a sentinel
+    return torch.where(matched >= 0, usable[matched.clamp(min=0)], matched)
+
+
 def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> AnchorTargets:
     """Label anchors against ground truth and draw the RPN minibatch.
 
@@ -62,16 +78,10 @@ def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: 
 
     iou = box_iou(gt_boxes, anchors)  # (G, A)
     quality = iou * inside.to(iou.dtype) if settings.ignore_cross_boundary else iou
-    matcher = Matcher(settings.fg_iou_thresh, settings.bg_iou_thresh,
-                      allow_low_quality_matches=settings.allow_low_quality_matches)
-    matched = matcher(quality)  # (A,) gt index, or BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
+    matched = _match(quality, settings)  # (A,) gt index, or BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
     labels = torch.full((num_anchors,), IGNORED, dtype=torch.int64, device=device)
     labels[matched >= 0] = POSITIVE
     labels[matched == Matcher.BELOW_LOW_THRESHOLD] = NEGATIVE
-    # A GT box that overlaps no usable anchor has best quality 0; the low-quality rule would then make
-    # every zero-overlap anchor "best": an anchor with no overlap is never positive.
-    best_quality, _ = quality.max(dim=0)  # (A,)
-    labels[(labels == POSITIVE) & (best_quality <= 0)] = NEGATIVE
     if settings.ignore_cross_boundary:
         labels[~inside] = IGNORED
 
