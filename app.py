@@ -1,7 +1,188 @@
-"""Entry point: ``streamlit run app.py``. Navigation between the stage pages."""
+"""Entry point: ``streamlit run app.py``.
+
+Every run: read the URL once per session, draw the sidebar (image, ground truth, model, device, presentation
+mode, reset), load the shared tracer, put the :class:`pages._shared.Context` in the session, write the
+settings back into the URL, then run the chosen page. Pages only read the context and call the tracer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
 
 import streamlit as st
+import torch
 
-st.set_page_config(page_title="Faster R-CNN debugger", layout="wide")
-page = st.navigation([st.Page("pages/overview.py", title="Overview", default=True)])
-page.run()
+from frcnn import FrcnnError, Settings
+from frcnn.data import list_samples, load_annotations, load_image, load_sample
+from frcnn.models import MODEL_NAMES
+from frcnn.settings import PAPER, flat_keys
+from pages._shared import Context, get_tracer, reset_widgets, set_settings
+
+st.set_page_config(page_title="Faster R-CNN, stage by stage", page_icon=":mag:", layout="wide")
+
+PAGES = [
+    ("overview.py", "Start", ":material/home:"),
+    ("backbone.py", "Backbone features", ":material/layers:"),
+    ("anchors.py", "Anchors", ":material/grid_on:"),
+    ("anchor_targets.py", "Anchor targets", ":material/label:"),
+    ("proposals.py", "RPN proposals", ":material/filter_alt:"),
+    ("roi.py", "RoI sampling & pooling", ":material/crop:"),
+    ("detections.py", "Detections", ":material/center_focus_strong:"),
+    ("losses.py", "Losses", ":material/show_chart:"),
+]
+HERE = Path(__file__).parent
+SAMPLES = [s.name for s in list_samples()]
+URL_KEYS = ("model", "sample", "device")
+
+
+def _read_url_once() -> None:
+    """A shared link: model, sample and settings from the query string, checked, at a session's start."""
+    if st.session_state.get("url_read"):
+        return
+    st.session_state["url_read"] = True
+    params = st.query_params.to_dict()
+    if params.get("model") in MODEL_NAMES:
+        st.session_state["model"] = params["model"]
+    if params.get("sample") in SAMPLES:
+        st.session_state["sample"] = params["sample"]
+    wanted = {k: v for k, v in params.items() if k in set(flat_keys())}
+    unknown = [k for k in params if k not in URL_KEYS and k not in wanted]
+    st.session_state["url_settings"] = wanted
+    if unknown:
+        st.session_state["url_message"] = f"Ignored unknown URL parameters: {', '.join(sorted(unknown))[:200]}"
+
+
+def _write_url(settings: Settings, defaults: Settings) -> None:
+    params = {"model": st.session_state["model"], "sample": st.session_state["sample"]}
+    for key, (value, _) in settings.diff(defaults).items():
+        params[key] = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+    if dict(st.query_params.to_dict()) != params:
+        st.query_params.from_dict(params)
+
+
+def _model_picker() -> tuple[str, str, str]:
+    st.sidebar.header("Model")
+    name = st.sidebar.selectbox("Model", MODEL_NAMES, key="model",
+                                help="default: trained on the built-in synthetic scenes, works offline. "
+                                     "The COCO models download their weights on first use when online.")
+    devices = ["cpu"] + ["cuda"] * torch.cuda.is_available()
+    device = st.sidebar.selectbox("Device", devices, index=len(devices) - 1, key="device")
+    weights_file = st.sidebar.file_uploader("Weights file (optional)", type=["pt", "pth"], key="weights_file",
+                                            help="A checkpoint of this project or a torchvision state dict "
+                                                 "for the chosen model; read with weights_only=True.")
+    weights = "auto"
+    if weights_file is not None:
+        data = weights_file.getvalue()
+        path = Path(tempfile.gettempdir()) / f"frcnn-{hashlib.sha1(data).hexdigest()[:16]}.pt"
+        if not path.exists():
+            path.write_bytes(data)
+        weights = str(path)
+    return name, weights, device
+
+
+def _load_tracer(name: str, weights: str, device: str):
+    try:
+        return get_tracer(name, weights, device)
+    except FrcnnError as exc:
+        st.sidebar.error(str(exc))
+        return get_tracer(name, "auto", device)
+
+
+def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torch.Tensor | None, torch.Tensor | None]:
+    st.sidebar.header("Image")
+    sample = st.sidebar.selectbox("Sample image", SAMPLES, key="sample")
+    upload = st.sidebar.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+                                      key="upload")
+    camera = st.sidebar.camera_input("Or take a photo", key="camera") if st.sidebar.toggle(
+        "Camera", key="use_camera", help="For a live demo: take a picture and trace it.") else None
+    image_file = camera or upload
+    if image_file is not None:
+        digest = hashlib.sha1(image_file.getvalue()).hexdigest()
+        if st.session_state.get("own_image_digest") != digest:
+            try:
+                loaded = load_image(image_file.getvalue(), name=image_file.name)
+                st.session_state.update(own_image=loaded, own_image_digest=digest, own_gt=None)
+            except FrcnnError as exc:
+                st.session_state["own_image_digest"] = digest
+                st.error(f"{exc} (keeping the previous image)")
+    own = st.session_state.get("own_image") if image_file is not None else None
+    if own is not None:
+        image, name = own.tensor, own.name
+        gt = st.session_state.get("own_gt")
+    else:
+        loaded, gt = load_sample(sample, class_names=class_names)
+        image, name = loaded.tensor, sample
+        if st.session_state.get("gt_source") != ("sample", sample):
+            st.session_state.update(gt_source=("sample", sample), edited_gt=None)
+    st.sidebar.header("Ground truth")
+    ann = st.sidebar.file_uploader("Annotation file (COCO JSON, Pascal VOC XML, YOLO txt)",
+                                   type=["json", "xml", "txt"], key="annotations")
+    if ann is not None:
+        digest = hashlib.sha1(ann.getvalue() + name.encode()).hexdigest()
+        if st.session_state.get("ann_digest") != digest:
+            st.session_state["ann_digest"] = digest
+            try:
+                parsed = load_annotations(ann.getvalue(), (image.shape[-1], image.shape[-2]), image_name=name,
+                                          class_names=class_names)
+                st.session_state.update(edited_gt=(parsed.boxes, parsed.labels), ann_report=parsed.report)
+            except FrcnnError as exc:
+                st.error(f"{exc} (the ground truth is unchanged)")
+    for line in st.session_state.get("ann_report", ()):
+        st.sidebar.caption(line)
+    edited = st.session_state.get("edited_gt")
+    if edited is not None:
+        return image, name, edited[0], edited[1]
+    if gt is None or len(gt) == 0:
+        return image, name, None, None
+    return image, name, gt.boxes, gt.labels
+
+
+def _settings_for(tracer) -> tuple[Settings, Settings]:
+    defaults = tracer.detector.defaults
+    if st.session_state.get("settings_model") != tracer.detector.key:
+        base = defaults
+        url = st.session_state.pop("url_settings", {})
+        try:
+            base = defaults.replace(url)
+        except FrcnnError as exc:
+            st.session_state["url_message"] = f"Settings from the URL were not applied: {exc}"
+        set_settings(base)
+        reset_widgets()
+        st.session_state["settings_model"] = tracer.detector.key
+    return st.session_state["settings"], defaults
+
+
+def _reset_buttons(defaults: Settings) -> None:
+    st.sidebar.header("Settings")
+    left, right = st.sidebar.columns(2)
+    if left.button("Paper's defaults", help="Every knob back to Ren et al. 2015 (anchors that do not fit the "
+                                            "trained head fall back to the model's, with a note)."):
+        set_settings(PAPER.replace({"input.min_size": defaults.input.min_size,
+                                    "input.max_size": defaults.input.max_size}))
+        reset_widgets()
+    if right.button("Model's defaults", help="The settings this model was trained with."):
+        set_settings(defaults)
+        reset_widgets()
+
+
+_read_url_once()
+name, weights, device = _model_picker()
+tracer = _load_tracer(name, weights, device)
+for note in tracer.detector.notes:
+    st.sidebar.caption(note)
+image, image_name, gt_boxes, gt_labels = _image_picker(tracer.detector.class_names)
+current, model_defaults = _settings_for(tracer)
+_reset_buttons(model_defaults)
+presentation = st.sidebar.toggle("Presentation mode", key="presentation", help="Larger fonts and figures.")
+if presentation:
+    st.html("<style>html, body, [class*='st-'] {font-size: 1.25rem;} h1 {font-size: 3rem !important;}</style>")
+st.session_state["context"] = Context(tracer, image, image_name, gt_boxes, gt_labels, presentation)
+if "url_message" in st.session_state:
+    st.warning(st.session_state.pop("url_message"))
+_write_url(st.session_state["settings"], model_defaults)
+
+pages = [st.Page(str(HERE / "pages" / f), title=t, icon=i, default=(f == "overview.py"))
+         for f, t, i in PAGES if (HERE / "pages" / f).exists()]
+st.navigation(pages).run()

@@ -1,51 +1,179 @@
-"""What every page shares: the cached model and tracer, the current image, the sidebar pickers.
+"""What every page shares: the cached tracer, the current image and ground truth, settings bound to widgets
+and to the URL, figure display, explanations.
 
-Models are loaded once per (name, weights, device) with ``st.cache_resource`` and shared by every browser
-session; they are never written to. Per-session choices live in ``st.session_state``.
+- Models (and their tracers, whose stage cache is shared) are loaded once per (name, weights, device) with
+  ``st.cache_resource`` and shared by every browser session; they are never written to. Settings are
+  passed to ``Tracer.run`` per call.
+- Per-session state lives in ``st.session_state``: ``settings`` (a flat dict of the current values),
+  the chosen image and ground truth, the presentation flag. ``app.py`` fills it each run (``Context``).
+- A settings widget is bound to one flat key (``slider("rpn.nms_thresh", ...)``): its value is kept in
+  ``settings`` so it survives page switches, goes into the URL, and a bad combination is refused with a
+  message instead of an exception.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from frcnn import FrcnnError, Tracer, load_model
-from frcnn.data import load_image
-from frcnn.data.shapes import make_scene
-from frcnn.models import MODEL_NAMES
+from frcnn import FrcnnError, Settings, Trace, Tracer, load_model
+from frcnn.export import trace_to_dict
+from frcnn.viz.common import styled
 
-SAMPLE_SEED = 7  # synthetic sample scenes; never a training seed
-SAMPLES = {f"Synthetic scene {i + 1}": i for i in range(4)}
+WIDGET_PREFIX = "set:"
 
 
-@st.cache_resource(show_spinner="Loading the model...")
+@dataclass(frozen=True)
+class Context:
+    tracer: Tracer
+    image: torch.Tensor  # (3, H, W) uint8
+    image_name: str
+    gt_boxes: torch.Tensor | None  # (G, 4) in the image's pixels, or None
+    gt_labels: torch.Tensor | None  # (G,) model class indices
+    presentation: bool
+
+    @property
+    def image_np(self) -> np.ndarray:
+        return self.image.permute(1, 2, 0).numpy()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.tracer.detector.class_names
+
+
+@st.cache_resource(show_spinner="Loading the model (the first time it may download its weights)...")
 def get_tracer(name: str, weights: str, device: str) -> Tracer:
     return Tracer(load_model(name, weights, device))
 
 
-@st.cache_data(show_spinner=False)
-def sample_image(index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    scene = make_scene(SAMPLE_SEED, index)
-    return (torch.from_numpy(scene.image).permute(2, 0, 1).contiguous(), torch.from_numpy(scene.boxes),
-            torch.from_numpy(scene.labels))
+def context() -> Context:
+    ctx = st.session_state.get("context")
+    if ctx is None:
+        st.error("The app's state is missing: open the app from its start page (streamlit run app.py).")
+        st.stop()
+    return ctx
 
 
-def sidebar() -> tuple[Tracer, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """The pickers; returns (tracer, image (3, H, W) uint8, gt boxes, gt labels)."""
-    st.sidebar.header("Input")
-    choice = st.sidebar.selectbox("Sample image", list(SAMPLES), key="sample")
-    upload = st.sidebar.file_uploader("...or upload an image", type=["png", "jpg", "jpeg", "webp", "bmp", "tif",
-                                                                     "tiff"], key="upload")
-    name = st.sidebar.selectbox("Model", MODEL_NAMES, key="model")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    device = st.sidebar.selectbox("Device", devices, index=len(devices) - 1, key="device")
-    tracer = get_tracer(name, "auto", device)
-    for note in tracer.detector.notes:
-        st.sidebar.caption(note)
-    image, boxes, labels = sample_image(SAMPLES[choice])
-    if upload is not None:
-        try:
-            image, boxes, labels = load_image(upload.getvalue(), name=upload.name).tensor, None, None
-        except FrcnnError as exc:
-            st.error(str(exc))
-    return tracer, image, boxes, labels
+# --------------------------------------------------------------------------------------------- settings
+def settings() -> Settings:
+    """The session's current settings (the model's defaults with the user's changes)."""
+    return st.session_state["settings"]
+
+
+def set_settings(new: Settings) -> None:
+    st.session_state["settings"] = new
+
+
+def _on_widget_change(key: str, to_setting: Any) -> None:
+    value = st.session_state[WIDGET_PREFIX + key]
+    try:
+        set_settings(settings().replace({key: to_setting(value)}))
+    except FrcnnError as exc:
+        st.session_state["settings_message"] = f"Not applied: {exc}"
+        st.session_state[WIDGET_PREFIX + key] = _widget_value(settings().get(key))
+
+
+def _widget_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _bind(key: str) -> str:
+    wkey = WIDGET_PREFIX + key
+    if wkey not in st.session_state:
+        st.session_state[wkey] = _widget_value(settings().get(key))
+    return wkey
+
+
+def slider(key: str, label: str, min_value: float, max_value: float, step: float | None = None,
+           help: str | None = None, fmt: str | None = None, container: Any = st) -> Any:
+    """A slider bound to the flat settings key ``key``; returns its current value."""
+    current = settings().get(key)
+    wkey = _bind(key)
+    if not min_value <= st.session_state[wkey] <= max_value:  # a URL value outside the slider's range
+        min_value, max_value = min(min_value, current), max(max_value, current)
+    kind = type(current)
+    container.slider(label, min_value=kind(min_value), max_value=kind(max_value),
+                     step=None if step is None else kind(step), key=wkey, help=help, format=fmt,
+                     on_change=_on_widget_change, args=(key, kind))
+    return settings().get(key)
+
+
+def toggle(key: str, label: str, help: str | None = None, container: Any = st) -> bool:
+    container.toggle(label, key=_bind(key), help=help, on_change=_on_widget_change, args=(key, bool))
+    return settings().get(key)
+
+
+def select(key: str, label: str, options: list, help: str | None = None, container: Any = st) -> Any:
+    container.selectbox(label, options, key=_bind(key), help=help, on_change=_on_widget_change, args=(key, str))
+    return settings().get(key)
+
+
+def number_list(key: str, label: str, options: list[float], help: str | None = None, container: Any = st) -> tuple:
+    """A multiselect of numbers (anchor sizes, ratios) bound to a tuple setting."""
+    wkey = _bind(key)
+    choices = sorted(set(options) | set(st.session_state[wkey]))
+    container.multiselect(label, choices, key=wkey, help=help, on_change=_on_widget_change,
+                          args=(key, lambda v: tuple(sorted(float(x) for x in v))))
+    return settings().get(key)
+
+
+def reset_widgets() -> None:
+    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(WIDGET_PREFIX)]:
+        del st.session_state[k]
+
+
+def show_settings_message() -> None:
+    message = st.session_state.pop("settings_message", None)
+    if message:
+        st.warning(message)
+
+
+# ----------------------------------------------------------------------------------------------- tracing
+def run_trace(with_settings: Settings | None = None) -> Trace:
+    """The current image (and ground truth) through the shared tracer with the session's settings."""
+    ctx = context()
+    s = with_settings or settings()
+    with st.spinner("Tracing..."):
+        trace = ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels)
+    return trace
+
+
+# ---------------------------------------------------------------------------------------------- display
+def show_figure(fig: go.Figure, key: str, on_select: str = "ignore", selection_mode: Any = ("points", "box"),
+                filename: str | None = None) -> Any:
+    """Render a figure (presentation styling, PNG download from the toolbar); returns the selection event
+    when ``on_select="rerun"``."""
+    ctx = context()
+    styled(fig, ctx.presentation)
+    if ctx.presentation and fig.layout.height:
+        fig.update_layout(height=int(fig.layout.height * 1.3))
+    config = {"displaylogo": False, "scrollZoom": True,
+              "toImageButtonOptions": {"format": "png", "filename": filename or key, "scale": 2}}
+    if on_select == "rerun":
+        return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=selection_mode, config=config)
+    st.plotly_chart(fig, key=key, config=config)
+    return None
+
+
+def explain(text: str, *formulas: str, expanded: bool = False) -> None:
+    """A few sentences on the stage with the paper's formulas."""
+    with st.expander("What this stage does", expanded=expanded):
+        st.markdown(text)
+        for formula in formulas:
+            st.latex(formula)
+
+
+def notes(trace: Trace) -> None:
+    for note in trace.notes:
+        st.info(note)
+
+
+def download_trace(trace: Trace, key: str = "download_trace") -> None:
+    st.download_button("Download the trace (JSON)", json.dumps(trace_to_dict(trace)), file_name="trace.json",
+                       mime="application/json", key=key)

@@ -1,29 +1,87 @@
-"""Overview: the whole pipeline on the current image, with the count and the time at every stage."""
+"""Start: the whole pipeline on the current image, the count and time at each stage, and the ground truth
+(upload it in the sidebar, draw it here with a box selection, or promote the model's detections)."""
 
 import pandas as pd
 import streamlit as st
+import torch
 
-from pages._shared import sidebar
+from frcnn.viz.detections import detections_figure
+from frcnn.viz.overview import pipeline_dot, stage_times_figure
+from pages._shared import context, download_trace, explain, notes, run_trace, show_figure
 
+ctx = context()
 st.title("Faster R-CNN, stage by stage")
-tracer, image, gt_boxes, gt_labels = sidebar()
-with st.spinner("Tracing..."):
-    trace = tracer.run(image, None, gt_boxes, gt_labels)
-
-counts = trace.counts()
-st.caption(f"Model **{trace.model}** ({trace.weights}) on **{trace.device}**; image "
-           f"{trace.image_size[1]}x{trace.image_size[0]} px")
+trace = run_trace()
+st.caption(f"Model **{trace.model}** ({trace.weights}) on **{trace.device}** · image **{ctx.image_name}** "
+           f"{trace.image_size[1]}×{trace.image_size[0]} px → network input {trace.preprocess.image_size[1]}×"
+           f"{trace.preprocess.image_size[0]} · {len(trace.gt_boxes)} ground-truth boxes")
+explain(
+    "Faster R-CNN finds objects in two stages. A **Region Proposal Network** slides over the backbone's feature "
+    "map and, at every location, scores k reference boxes (*anchors*) for objectness and regresses them into "
+    "*proposals*. The **Fast R-CNN head** pools a fixed-size feature grid from each proposal (RoI pooling), "
+    "classifies it and refines its box. Both are trained with a multi-task loss. Each page of this app shows "
+    "one stage of the trace below; changing a setting re-runs only the stages after it.",
+    r"L(\{p_i\},\{t_i\}) = \frac{1}{N_{cls}}\sum_i L_{cls}(p_i, p_i^*) + "
+    r"\lambda \frac{1}{N_{reg}} \sum_i p_i^* L_{reg}(t_i, t_i^*)",
+)
 st.subheader("Pipeline")
-st.markdown(" → ".join(f"**{k.replace('_', ' ')}** {v:,}" for k, v in counts.items()))
-left, right = st.columns(2)
-left.image(image.permute(1, 2, 0).numpy(), caption="Input")
-right.dataframe(pd.DataFrame({"stage": list(trace.timings_ms), "ms": [round(v, 1) for v in trace.timings_ms.values()],
-                              "cached": [s in trace.cached for s in trace.timings_ms]}), hide_index=True)
-names = trace.class_names
-st.subheader("Detections")
-st.dataframe(pd.DataFrame({"class": [names[i] for i in trace.detections.labels.tolist()],
-                           "score": trace.detections.scores.tolist(),
-                           "box": [[round(v, 1) for v in b] for b in trace.detections.boxes.tolist()]}),
-             hide_index=True)
-for note in trace.notes:
-    st.info(note)
+st.graphviz_chart(pipeline_dot(trace), width="stretch")
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Detections and ground truth")
+    fig = detections_figure(ctx.image_np, trace, title=None)
+    event = show_figure(fig, key="overview_image", on_select="rerun", selection_mode=("box",),
+                        filename="detections")
+with right:
+    st.subheader("Time per stage")
+    show_figure(stage_times_figure(trace), key="overview_times", filename="stage_times")
+    notes(trace)
+    download_trace(trace)
+
+st.subheader("Ground truth")
+st.caption("Select a rectangle on the image (box select in the figure's toolbar) to add a box; edit or delete "
+           "rows below; or promote the detections above a score.")
+names = list(ctx.class_names[1:])
+cls = st.selectbox("Class of a new box", names, key="gt_class")
+boxes = ctx.gt_boxes if ctx.gt_boxes is not None else torch.zeros(0, 4)
+labels = ctx.gt_labels if ctx.gt_labels is not None else torch.zeros(0, dtype=torch.int64)
+selection = getattr(event, "selection", None) if event is not None else None
+new_box = None
+if selection and selection.get("box"):
+    box = selection["box"][-1]
+    xs, ys = sorted(box["x"]), sorted(box["y"])
+    new_box = (round(xs[0], 1), round(ys[0], 1), round(xs[-1], 1), round(ys[-1], 1))
+if new_box is not None and st.session_state.get("last_drawn") != new_box:
+    st.session_state["last_drawn"] = new_box
+    h, w = ctx.image.shape[-2:]
+    b = torch.tensor([new_box]).clamp(min=0)
+    b[:, 0::2] = b[:, 0::2].clamp(max=w)
+    b[:, 1::2] = b[:, 1::2].clamp(max=h)
+    if float((b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1])) > 1:
+        new_label = torch.tensor([names.index(cls) + 1])
+        st.session_state["edited_gt"] = (torch.cat([boxes, b]), torch.cat([labels, new_label]))
+        st.rerun()
+table = pd.DataFrame({"class": [ctx.class_names[i] if 0 < i < len(ctx.class_names) else str(i)
+                                for i in labels.tolist()],
+                      "x1": boxes[:, 0].tolist(), "y1": boxes[:, 1].tolist(), "x2": boxes[:, 2].tolist(),
+                      "y2": boxes[:, 3].tolist()})
+edited = st.data_editor(table, num_rows="dynamic", key="gt_table", hide_index=True,
+                        column_config={"class": st.column_config.SelectboxColumn(options=names, required=True)})
+c1, c2, c3 = st.columns(3)
+if c1.button("Apply table edits", key="gt_apply"):
+    rows = edited.dropna()
+    valid = rows[(rows.x2 > rows.x1) & (rows.y2 > rows.y1) & rows["class"].isin(names)]
+    st.session_state["edited_gt"] = (torch.tensor(valid[["x1", "y1", "x2", "y2"]].to_numpy(), dtype=torch.float32)
+                                     .reshape(-1, 4),
+                                     torch.tensor([names.index(c) + 1 for c in valid["class"]], dtype=torch.int64))
+    if len(valid) < len(edited):
+        st.session_state["settings_message"] = f"Dropped {len(edited) - len(valid)} incomplete or empty rows."
+    st.rerun()
+threshold = c2.slider("Promote detections scoring at least", 0.0, 1.0, 0.5, 0.05, key="promote_thresh")
+if c2.button("Promote detections to ground truth", key="gt_promote"):
+    keep = trace.detections.scores >= threshold
+    st.session_state["edited_gt"] = (trace.detections.boxes[keep].cpu(), trace.detections.labels[keep].cpu())
+    st.rerun()
+if c3.button("Clear ground truth", key="gt_clear"):
+    st.session_state["edited_gt"] = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    st.rerun()

@@ -1,0 +1,119 @@
+"""Figure building blocks shared by every stage: the image as a background, boxes as WebGL line traces.
+
+Boxes are drawn as ONE ``Scattergl`` line trace per layer, the boxes' outlines joined by ``None`` breaks,
+so tens of thousands of boxes draw without freezing the browser; hover numbers ride on a second, marker
+trace of one point per box (its centre, or top-left corner) with ``customdata``. Never one shape per box.
+
+Coordinates are the image's pixels, (x1, y1, x2, y2); the y axis points down as in the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from torch import Tensor
+
+# colour-blind-safe (Okabe-Ito) roles
+POSITIVE = "#009E73"  # green
+NEGATIVE = "#D55E00"  # vermilion
+IGNORED = "#999999"  # grey
+GROUND_TRUTH = "#F0E442"  # yellow
+KEPT = "#0072B2"  # blue
+SUPPRESSED = "#CC79A7"  # pink
+HIGHLIGHT = "#E69F00"  # orange
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+FONT_SIZE = 13
+PRESENTATION_FONT_SIZE = 22
+
+
+def as_numpy(x: Tensor | np.ndarray | Sequence) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def image_figure(image: np.ndarray, height: int = 640, title: str | None = None,
+                 font_size: int = FONT_SIZE) -> go.Figure:
+    """A figure with ``image`` (H, W, 3) uint8 as its background, axes in image pixels, y down."""
+    h, w = image.shape[:2]
+    fig = go.Figure(go.Image(z=image, hoverinfo="skip", name="image"))
+    fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title,
+                      font=dict(size=font_size), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+                      dragmode="pan", hoverlabel=dict(font_size=font_size), uirevision="image")
+    return fig
+
+
+def box_outline_xy(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of every box's closed outline, boxes separated by NaN breaks: (6N,) each."""
+    b = as_numpy(boxes).reshape(-1, 4).astype(np.float64)
+    n = len(b)
+    x = np.stack([b[:, 0], b[:, 2], b[:, 2], b[:, 0], b[:, 0], np.full(n, np.nan)], axis=1).reshape(-1)
+    y = np.stack([b[:, 1], b[:, 1], b[:, 3], b[:, 3], b[:, 1], np.full(n, np.nan)], axis=1).reshape(-1)
+    return x, y
+
+
+def add_boxes(fig: go.Figure, boxes: Tensor | np.ndarray, color: str, name: str, width: float = 1.5,
+              opacity: float = 1.0, dash: str | None = None, hover: Sequence[str] | None = None,
+              customdata: np.ndarray | None = None, hovertemplate: str | None = None, hover_at: str = "center",
+              showlegend: bool = True, legendgroup: str | None = None, visible: bool | str = True) -> go.Figure:
+    """One WebGL line trace for all ``boxes`` (N, 4), plus a marker trace carrying hover text or data."""
+    b = as_numpy(boxes).reshape(-1, 4)
+    group = legendgroup or name
+    x, y = box_outline_xy(b)
+    fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", line=dict(color=color, width=width, dash=dash),
+                               opacity=opacity, name=f"{name} ({len(b):,})", hoverinfo="skip", legendgroup=group,
+                               showlegend=showlegend, visible=visible, connectgaps=False))
+    if len(b) and (hover is not None or customdata is not None):
+        if hover_at == "center":
+            px, py = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        else:
+            px, py = b[:, 0], b[:, 1]
+        fig.add_trace(go.Scattergl(x=px, y=py, mode="markers", marker=dict(color=color, size=5, opacity=0.8),
+                                   name=name, text=list(hover) if hover is not None else None,
+                                   customdata=customdata, hovertemplate=hovertemplate or "%{text}<extra></extra>",
+                                   legendgroup=group, showlegend=False, visible=visible))
+    return fig
+
+
+def box_hover(boxes: np.ndarray) -> list[str]:
+    """"(x1, y1)-(x2, y2) w x h" per box."""
+    b = as_numpy(boxes).reshape(-1, 4)
+    return [f"({x1:.0f}, {y1:.0f})-({x2:.0f}, {y2:.0f}) {x2 - x1:.0f}x{y2 - y1:.0f}" for x1, y1, x2, y2 in b]
+
+
+def add_points(fig: go.Figure, x: np.ndarray, y: np.ndarray, color: str, name: str, size: float = 4,
+               hover: Sequence[str] | None = None, customdata: np.ndarray | None = None,
+               hovertemplate: str | None = None, symbol: str = "circle", opacity: float = 0.8) -> go.Figure:
+    fig.add_trace(go.Scattergl(x=as_numpy(x), y=as_numpy(y), mode="markers", name=name,
+                               marker=dict(color=color, size=size, symbol=symbol, opacity=opacity),
+                               text=list(hover) if hover is not None else None, customdata=customdata,
+                               hovertemplate=hovertemplate or ("%{text}<extra></extra>" if hover is not None
+                                                               else "(%{x:.0f}, %{y:.0f})<extra></extra>")))
+    return fig
+
+
+def add_heatmap(fig: go.Figure, values: np.ndarray, cell_size: tuple[float, float], name: str,
+                colorscale: str = "Viridis", opacity: float = 0.55, zmin: float | None = None,
+                zmax: float | None = None, hovertemplate: str | None = None) -> go.Figure:
+    """A (h, w) feature map over the image: cell (i, j) is drawn as the square [j*cw, (j+1)*cw) x [i*ch, ...)
+    with ``cell_size`` = (ch, cw), the stride in original-image pixels (stride / scale)."""
+    v = as_numpy(values)
+    ch, cw = cell_size
+    fig.add_trace(go.Heatmap(z=v, x0=cw / 2 - 0.5, dx=cw, y0=ch / 2 - 0.5, dy=ch, name=name,
+                             colorscale=colorscale, opacity=opacity, zmin=zmin, zmax=zmax, showscale=True,
+                             colorbar=dict(thickness=12, len=0.8),
+                             hovertemplate=hovertemplate or "cell (%{y:.0f}, %{x:.0f}): %{z:.3f}<extra></extra>"))
+    return fig
+
+
+def styled(fig: go.Figure, presentation: bool = False) -> go.Figure:
+    """Enlarge fonts and lines for a projector."""
+    if presentation:
+        fig.update_layout(font=dict(size=PRESENTATION_FONT_SIZE), hoverlabel=dict(font_size=PRESENTATION_FONT_SIZE))
+        fig.update_traces(selector=dict(mode="lines"), line_width=2.5)
+    return fig
