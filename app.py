@@ -18,7 +18,7 @@ from frcnn import FrcnnError, Settings
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
 from frcnn.models import MODEL_NAMES
 from frcnn.settings import PAPER, flat_keys
-from pages._shared import Context, get_tracer, reset_widgets, set_settings
+from pages._shared import Context, get_tracer, reset_widgets, set_settings, url_params
 
 st.set_page_config(page_title="Faster R-CNN, stage by stage", page_icon=":mag:", layout="wide")
 
@@ -51,13 +51,15 @@ def _read_url_once() -> None:
     unknown = [k for k in params if k not in URL_KEYS and k not in wanted]
     st.session_state["url_settings"] = wanted
     if unknown:
-        st.session_state["url_message"] = f"Ignored unknown URL parameters: {', '.join(sorted(unknown))[:200]}"
+        _url_message(f"Ignored unknown URL parameters: {', '.join(sorted(unknown))[:200]}")
+
+
+def _url_message(text: str) -> None:
+    st.session_state.setdefault("url_messages", []).append(text)
 
 
 def _write_url(settings: Settings, defaults: Settings) -> None:
-    params = {"model": st.session_state["model"], "sample": st.session_state["sample"]}
-    for key, (value, _) in settings.diff(defaults).items():
-        params[key] = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+    params = url_params(settings, defaults, model=st.session_state["model"], sample=st.session_state["sample"])
     if dict(st.query_params.to_dict()) != params:
         st.query_params.from_dict(params)
 
@@ -143,11 +145,11 @@ def _settings_for(tracer) -> tuple[Settings, Settings]:
     defaults = tracer.detector.defaults
     if st.session_state.get("settings_model") != tracer.detector.key:
         base = defaults
-        url = st.session_state.pop("url_settings", {})
-        try:
-            base = defaults.replace(url)
-        except FrcnnError as exc:
-            st.session_state["url_message"] = f"Settings from the URL were not applied: {exc}"
+        for key, value in st.session_state.pop("url_settings", {}).items():  # one at a time: keep the good ones
+            try:
+                base = base.replace({key: value})
+            except FrcnnError as exc:
+                _url_message(f"A setting from the URL was not applied: {exc}")
         set_settings(base)
         reset_widgets()
         st.session_state["settings_model"] = tracer.detector.key
@@ -179,8 +181,8 @@ presentation = st.sidebar.toggle("Presentation mode", key="presentation", help="
 if presentation:
     st.html("<style>html, body, [class*='st-'] {font-size: 1.25rem;} h1 {font-size: 3rem !important;}</style>")
 st.session_state["context"] = Context(tracer, image, image_name, gt_boxes, gt_labels, presentation)
-if "url_message" in st.session_state:
-    st.warning(st.session_state.pop("url_message"))
+for message in st.session_state.pop("url_messages", []):
+    st.warning(message)
 _write_url(st.session_state["settings"], model_defaults)
 
 pages = [st.Page(str(HERE / "pages" / f), title=t, icon=i, default=(f == "overview.py"))

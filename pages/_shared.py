@@ -123,6 +123,15 @@ def number_list(key: str, label: str, options: list[float], help: str | None = N
     return settings().get(key)
 
 
+def url_params(current: Settings, defaults: Settings, **extra: str) -> dict[str, str]:
+    """The query string of a state: ``extra`` (model, sample) and every setting that differs from the
+    model's defaults, tuples as "a,b,c". Reading it back: ``defaults.replace(params)``."""
+    params = dict(extra)
+    for key, (value, _) in current.diff(defaults).items():
+        params[key] = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+    return params
+
+
 def reset_widgets() -> None:
     for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(WIDGET_PREFIX)]:
         del st.session_state[k]

@@ -1,4 +1,5 @@
-"""The app through streamlit's AppTest: it starts, traces the sample image, and refuses a bad upload."""
+"""The app through streamlit's AppTest: the start page traces a sample, pages switch, settings reach the URL,
+a crafted URL cannot crash it, and ground truth can be edited."""
 
 from __future__ import annotations
 
@@ -9,18 +10,61 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def test_app_starts_and_shows_the_pipeline_counts():
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    pipeline = " ".join(m.value for m in at.markdown)
-    for word in ("anchors", "inside", "positive", "proposals", "detections"):
-        assert f"**{word}**" in pipeline
-    assert at.dataframe  # timings and detections
+def _app(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    return at.run()
 
 
-def test_changing_the_sample_retraces():
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    first = " ".join(m.value for m in at.markdown)
-    at.selectbox(key="sample").select("Synthetic scene 2").run()
+def test_start_page_traces_the_sample_and_draws_the_pipeline():
+    at = _app()
+    assert not at.exception and not at.error
+    dot = at.get("graphviz_chart")[0].proto.spec
+    for word in ("anchors", "inside the image", "proposals after NMS", "detections", "positive"):
+        assert word in dot
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_backbone_page():
+    at = _app()
+    at.switch_page("pages/backbone.py").run()
     assert not at.exception
-    assert " ".join(m.value for m in at.markdown) != first
+    assert at.metric[2].value.endswith("×256")  # the default model's 256 channels
+
+
+def test_url_params_round_trip():
+    from frcnn.settings import Settings
+    from pages._shared import url_params
+
+    base = Settings()
+    changed = base.replace({"rpn.nms_thresh": 0.5, "anchors.sizes": (64, 128), "rpn.allow_low_quality_matches": False})
+    params = url_params(changed, base, model="default")
+    assert params == {"model": "default", "rpn.nms_thresh": "0.5", "anchors.sizes": "64,128",
+                      "rpn.allow_low_quality_matches": "False"}
+    assert base.replace({k: v for k, v in params.items() if k != "model"}) == changed
+
+
+def test_settings_come_back_from_a_shared_url():
+    again = _app({"rpn.nms_thresh": "0.55", "model": "default", "sample": "Synthetic scene 2"})
+    assert again.session_state["settings"].rpn.nms_thresh == 0.55
+    assert again.session_state["sample"] == "Synthetic scene 2"
+
+
+def test_a_crafted_url_is_refused_with_a_message_not_an_exception():
+    at = _app({"rpn.nms_thresh": "7", "anchors.ratios": "0", "evil": "<script>", "model": "nope"})
+    assert not at.exception
+    messages = " ".join(w.value for w in at.warning)
+    assert "not applied" in messages.lower() and "evil" in messages
+    assert at.session_state["settings"].rpn.nms_thresh == 0.7
+
+
+def test_promote_and_clear_ground_truth():
+    at = _app()
+    at.slider(key="promote_thresh").set_value(0.0).run()
+    at.button(key="gt_promote").click().run()
+    assert not at.exception
+    boxes, labels = at.session_state["edited_gt"]
+    assert len(boxes) == len(labels) > 0
+    at.button(key="gt_clear").click().run()
+    assert len(at.session_state["edited_gt"][0]) == 0 and not at.exception

@@ -1,0 +1,53 @@
+"""Backbone figure: the heatmap is the feature map's mean (or a channel), laid over the right image cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from frcnn.models import load_model
+from frcnn.trace import Tracer
+from frcnn.viz.backbone import activation_map, cell_size, feature_figure, top_channels
+from frcnn.viz.overview import pipeline_dot, stage_times_figure
+
+
+@pytest.fixture(scope="module")
+def trace():
+    torch.manual_seed(0)
+    det = load_model("default", "random", "cpu")
+    image = (torch.rand(3, 200, 300) * 255).to(torch.uint8)
+    return Tracer(det).run(image, det.defaults.replace({"input.min_size": 256, "input.max_size": 400})), image
+
+
+def test_cell_size_is_stride_over_scale(trace):
+    t, _ = trace
+    ch, cw = cell_size(t)
+    sy, sx = t.preprocess.scale
+    assert (ch, cw) == pytest.approx((16 / sy, 16 / sx))
+    assert cw == pytest.approx(16 * 300 / t.preprocess.image_size[1])
+
+
+def test_heatmap_is_the_mean_or_a_channel(trace):
+    t, image = trace
+    fmap = t.features.maps[0][0]
+    np.testing.assert_allclose(activation_map(t), fmap.mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(activation_map(t, channel=3), fmap[3].numpy())
+    top = top_channels(t, k=4)
+    means = fmap.mean(dim=(1, 2))
+    assert float(means[top[0]]) == float(means.max())
+    fig = feature_figure(image.permute(1, 2, 0).numpy(), t, channel=3)
+    heat = next(tr for tr in fig.data if tr.type == "heatmap")
+    np.testing.assert_array_equal(np.asarray(heat.z), fmap[3].numpy())
+    assert heat.dx == pytest.approx(cell_size(t)[1])
+    grid = next(tr for tr in fig.data if tr.name and tr.name.startswith("feature cells"))
+    assert f"{fmap.shape[-1]}×{fmap.shape[-2]}" in grid.name
+
+
+def test_pipeline_diagram_carries_the_counts(trace):
+    t, _ = trace
+    dot = pipeline_dot(t)
+    c = t.counts()
+    assert f"anchors\\n{c['anchors']:,}" in dot and f"{c['detections']:,}" in dot and "no ground truth" in dot
+    fig = stage_times_figure(t)
+    assert list(fig.data[0].y) == list(t.timings_ms)
