@@ -33,7 +33,7 @@ PAGES = [
     ("losses.py", "Losses", ":material/show_chart:"),
 ]
 HERE = Path(__file__).parent
-SAMPLES = [s.name for s in list_samples()]
+SAMPLES = [s.name for s in sorted(list_samples(), key=lambda s: s.kind != "synthetic")]  # scenes first
 URL_KEYS = ("model", "sample", "device")
 
 

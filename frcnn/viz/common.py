@@ -42,8 +42,9 @@ def image_figure(image: np.ndarray, height: int = 640, title: str | None = None,
     fig = go.Figure(go.Image(z=image, hoverinfo="skip", name="image"))
     fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title,
-                      font=dict(size=font_size), legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=70 if title else 40, b=10),
+                      title=dict(text=title, y=0.995, yref="container", yanchor="top"),
+                      font=dict(size=font_size), legend=dict(orientation="h", yanchor="bottom", y=1.005, x=0),
                       dragmode="pan", hoverlabel=dict(font_size=font_size), uirevision="image")
     return fig
 

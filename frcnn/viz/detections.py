@@ -76,7 +76,8 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
         add_boxes(fig, d.boxes[~tp], NEGATIVE, "false positive", width=2,
                   hover=[f"{h} · best IoU {float(i):.2f}" for h, i, t in zip(hover, m.iou, tp, strict=True)
                          if not t])
-        fig.update_layout(title=title or f"precision {m.precision:.2f} · recall {m.recall:.2f} at IoU {iou_thresh}")
+        fig.update_layout(title=dict(text=title or f"precision {m.precision:.2f} · recall {m.recall:.2f} at IoU "
+                                           f"{iou_thresh}"), margin=dict(t=70))
         return fig
     for k, label in enumerate(sorted(set(d.labels.tolist()))):
         keep = (d.labels == label).cpu().numpy()
