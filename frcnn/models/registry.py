@@ -250,8 +250,11 @@ def load_model(name: str = "default", weights: str | os.PathLike | None = "auto"
 
 def _load_named(spec: ModelSpec, weights: str) -> tuple[FasterRCNN, tuple[str, ...], Settings, str, list[str]]:
     class_names = spec.class_names()
-    if weights == "random":
-        return spec.build(len(class_names)), class_names, spec.defaults, "random", []
+    if weights == "random":  # seeded, so every process (and test) gets the same "random" model
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            module = spec.build(len(class_names))
+        return module, class_names, spec.defaults, "random", []
     if spec.name == "default":
         if DEFAULT_CHECKPOINT.is_file():
             return _load_file(spec, DEFAULT_CHECKPOINT)

@@ -49,6 +49,6 @@ def feature_figure(image: np.ndarray, trace: Trace, level: int = 0, channel: int
         gy = [v for _ in xs for v in (0, h, None)]
         gx += [v for _ in ys for v in (0, w, None)]
         gy += [v for y in ys for v in (y, y, None)]
-        fig.add_trace(go.Scattergl(x=gx, y=gy, mode="lines", line=dict(color=HIGHLIGHT, width=0.6),
+        fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=HIGHLIGHT, width=0.6),
                                    opacity=0.6, name=f"feature cells ({cols}×{rows})", hoverinfo="skip"))
     return fig

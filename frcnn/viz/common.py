@@ -1,8 +1,12 @@
-"""Figure building blocks shared by every stage: the image as a background, boxes as WebGL line traces.
+"""Figure building blocks shared by every stage: the image as a background, boxes as one line trace a layer.
 
-Boxes are drawn as ONE ``Scattergl`` line trace per layer, the boxes' outlines joined by ``None`` breaks,
-so tens of thousands of boxes draw without freezing the browser; hover numbers ride on a second, marker
+Boxes are drawn as ONE line trace per layer, the boxes' outlines separated by gaps, so tens of thousands of
+boxes draw as a single path without freezing the browser; hover numbers ride on a second, WebGL marker
 trace of one point per box (its centre, or top-left corner) with ``customdata``. Never one shape per box.
+
+The outlines are an SVG ``Scatter``, not ``Scattergl``: the plotly.js that Streamlit bundles draws WebGL
+*lines* wrongly (on the image's reversed y axis they collapse onto one horizontal line; elsewhere the gaps
+between boxes are joined), while one SVG path per layer draws right and stays fast. Markers stay WebGL.
 
 Coordinates are the image's pixels, (x1, y1, x2, y2); the y axis points down as in the image.
 """
@@ -66,7 +70,7 @@ def add_boxes(fig: go.Figure, boxes: Tensor | np.ndarray, color: str, name: str,
     b = as_numpy(boxes).reshape(-1, 4)
     group = legendgroup or name
     x, y = box_outline_xy(b)
-    fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", line=dict(color=color, width=width, dash=dash),
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=color, width=width, dash=dash),
                                opacity=opacity, name=f"{name} ({len(b):,})", hoverinfo="skip", legendgroup=group,
                                showlegend=showlegend, visible=visible, connectgaps=False))
     if len(b) and (hover is not None or customdata is not None):
