@@ -1,0 +1,305 @@
+"""RoI sampling and RoI pooling: the foreground / background minibatch against the ground truth, and for one
+RoI its pooled S x S grid with RoIPool and RoIAlign side by side, with both ops' bins drawn on the feature map
+so RoIPool's rounding to whole cells is visible. Also the detections table of the Fast R-CNN head.
+
+Names: R sampled RoIs (``trace.roi_targets``), C candidates (proposals then GT boxes), P proposals, S the
+pooled grid side, K channels. Boxes are (x1, y1, x2, y2) in original-image pixels unless said otherwise;
+the bin figures are in feature coordinates (cell (i, j) centred on (y, x) = (i, j); see ``frcnn.roi_grid``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from torch import Tensor
+
+from frcnn.roi_grid import RoIAlignGrid, RoIPoolGrid, roi_align_grid, roi_pool_grid
+from frcnn.stages.preprocess import to_network
+from frcnn.stages.roi_pooling import pool_rois
+from frcnn.trace import Trace
+from frcnn.viz.common import (
+    GROUND_TRUTH,
+    HIGHLIGHT,
+    IGNORED,
+    KEPT,
+    NEGATIVE,
+    POSITIVE,
+    SUPPRESSED,
+    add_boxes,
+    add_points,
+    as_numpy,
+    box_hover,
+    image_figure,
+)
+from frcnn.viz.detections import match_detections
+
+ALIGN_COLOR = KEPT  # blue: RoIAlign's exact bins (RoIPool's are orange, HIGHLIGHT)
+EXACT_COLOR = SUPPRESSED  # pink: the RoI itself, unrounded
+SAMPLE_COLOR = NEGATIVE  # vermilion: RoIAlign's bilinear sample points
+POOL_OPS = {"roi_pool": "RoIPool", "roi_align": "RoIAlign"}
+HEATMAP_SCALE = "Viridis"  # pooled grids
+FEATURE_SCALE = "gray"  # the feature map under the bins: grey, so the coloured bins stand out
+USED = " · used by the detector"
+
+
+def _class_name(trace: Trace, label: int) -> str:
+    names = trace.class_names
+    if label == 0:
+        return "background"
+    return names[label] if 0 < label < len(names) else f"class {label}"
+
+
+# ------------------------------------------------------------------------------------------ the RoIs
+def roi_counts(trace: Trace) -> dict[str, int]:
+    """Foreground / background RoIs in the minibatch, and the candidates' labels before the draw."""
+    t = trace.roi_targets
+    if t is None:
+        return {"proposals": int(len(trace.proposals.boxes))}
+    cand = t.candidate_labels
+    return {"foreground": int((t.labels > 0).sum()), "background": int((t.labels == 0).sum()),
+            "candidates": int(len(cand)), "candidates_foreground": int((cand > 0).sum()),
+            "candidates_background": int((cand == 0).sum()), "ignored": int((cand < 0).sum()),
+            "gt_in_minibatch": int(t.candidate_is_gt[t.sampled].sum())}
+
+
+def roi_boxes(trace: Trace) -> Tensor:
+    """(N, 4) the RoIs one can pick: the sampled minibatch with ground truth, else the proposals."""
+    t = trace.roi_targets
+    return (t.boxes if t is not None else trace.proposals.boxes).detach().cpu()
+
+
+def roi_descriptions(trace: Trace) -> list[str]:
+    """One line per pickable RoI (same order as :func:`roi_boxes`): kind, class, IoU or objectness, box."""
+    t = trace.roi_targets
+    boxes = roi_boxes(trace)
+    if t is None:
+        return [f"proposal #{i} · objectness {float(s):.3f} · {h}"
+                for i, (s, h) in enumerate(zip(trace.proposals.scores, box_hover(boxes), strict=True))]
+    is_gt = t.candidate_is_gt[t.sampled].cpu()
+    out = []
+    for i, (label, iou, gt, h) in enumerate(zip(t.labels.tolist(), t.ious.tolist(), is_gt.tolist(),
+                                                box_hover(boxes), strict=True)):
+        kind = "fg" if label > 0 else "bg"
+        source = " (a GT box)" if gt else ""
+        out.append(f"RoI #{i} {kind}{source} · {_class_name(trace, label)} · IoU {iou:.2f} · {h}")
+    return out
+
+
+def default_roi(trace: Trace) -> int:
+    """The best foreground proposal (highest IoU; a GT box itself only when no proposal is foreground), else
+    the first RoI (without ground truth: the top-scoring proposal)."""
+    t = trace.roi_targets
+    if t is None or len(t.labels) == 0:
+        return 0
+    fg = (t.labels > 0).cpu()
+    is_gt = t.candidate_is_gt[t.sampled].cpu()
+    ious = t.ious.detach().cpu().float()
+    for pool in (fg & ~is_gt, fg):
+        if bool(pool.any()):
+            return int(torch.where(pool, ious, torch.full_like(ious, -1.0)).argmax())
+    return 0
+
+
+def sampling_figure(image: np.ndarray, trace: Trace, selected: int | None = None, height: int = 620) -> go.Figure:
+    """The RoI minibatch on the image: foreground green, background vermilion, ignored candidates faint, GT
+    yellow, the picked RoI orange. Hover points carry the RoI's index in ``customdata`` (for clicks)."""
+    fig = image_figure(image, height=height)
+    t = trace.roi_targets
+    boxes = roi_boxes(trace)
+    text = roi_descriptions(trace)
+    index = np.arange(len(boxes))[:, None]
+    if t is None:
+        add_boxes(fig, boxes, KEPT, "proposals", width=1.2, opacity=0.8, hover=text, customdata=index)
+    else:
+        cand = t.candidate_labels.cpu()
+        cand_boxes = t.candidate_boxes.detach().cpu()
+        sampled = torch.zeros(len(cand), dtype=torch.bool)
+        sampled[t.sampled.cpu()] = True
+        ignored = cand < 0
+        # no hover points for these two faint layers: hundreds of dots would bury the minibatch's
+        add_boxes(fig, cand_boxes[ignored], IGNORED, "ignored (IoU below bg_iou_thresh_lo or between thresholds)",
+                  width=0.8, opacity=0.35)
+        add_boxes(fig, cand_boxes[~ignored & ~sampled], IGNORED, "labelled, not drawn into the minibatch",
+                  width=0.8, opacity=0.5, dash="dot", visible="legendonly")
+        fg = (t.labels > 0).cpu().numpy()
+        add_boxes(fig, boxes[~fg], NEGATIVE, "background RoIs", width=1, opacity=0.45,
+                  hover=[h for h, k in zip(text, fg, strict=True) if not k], customdata=index[~fg])
+        add_boxes(fig, trace.gt_boxes.cpu(), GROUND_TRUTH, "ground truth", width=3,
+                  hover=[f"GT #{i} {_class_name(trace, int(lab))}" for i, lab in enumerate(trace.gt_labels)])
+        add_boxes(fig, boxes[fg], POSITIVE, "foreground RoIs", width=2.5,
+                  hover=[h for h, k in zip(text, fg, strict=True) if k], customdata=index[fg])
+    if selected is not None and 0 <= selected < len(boxes):
+        add_boxes(fig, boxes[selected:selected + 1], HIGHLIGHT, "picked RoI", width=4, hover=[text[selected]],
+                  customdata=index[selected:selected + 1])
+    return fig
+
+
+def clicked_roi(selection: dict | None) -> int | None:
+    """The RoI index of the last clicked hover point of :func:`sampling_figure`, or None."""
+    for point in reversed((selection or {}).get("points", [])):
+        data = point.get("customdata")
+        if isinstance(data, (list, tuple)):
+            data = data[0] if data else None
+        if data is not None:
+            return int(data)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ pooling
+@dataclass(frozen=True)
+class PooledRoI:
+    """One RoI pooled both ways from the feature level it maps to."""
+
+    box: Tensor  # (4,) original-image pixels
+    box_input: Tensor  # (4,) network-input pixels
+    level: int  # index into trace.features.maps
+    spatial_scale: float  # feature cells per input pixel
+    roi_pool: Tensor  # (K, S, S)
+    roi_align: Tensor  # (K, S, S)
+    pool_grid: RoIPoolGrid
+    align_grid: RoIAlignGrid
+
+    @property
+    def output_size(self) -> int:
+        return int(self.roi_pool.shape[-1])
+
+    def most_active_channel(self) -> int:
+        """The channel with the highest mean RoIAlign output in this RoI (a useful first look)."""
+        return int(self.roi_align.mean(dim=(1, 2)).argmax())
+
+    def pooled(self, op: str, channel: int | None = None) -> np.ndarray:
+        """(S, S) the op's output, averaged over channels or one channel."""
+        grid = self.roi_pool if op == "roi_pool" else self.roi_align
+        return as_numpy(grid.mean(0) if channel is None else grid[channel]).astype(np.float64)
+
+
+def pool_roi(trace: Trace, box: Tensor, output_size: int, sampling_ratio: int,
+             pooled_levels: tuple[int, ...] | None = None) -> PooledRoI:
+    """Pool ``box`` (4,) (original pixels) from ``trace.features`` with torchvision's roi_pool and roi_align.
+
+    ``pooled_levels``: the feature levels the RoI head pools from (default: the first as many levels as the
+    trace pooled from, which is the model's for the single map and for torchvision's FPNs).
+    """
+    if pooled_levels is None:
+        pooled_levels = tuple(range(len(trace.roi_pooling.spatial_scales)))
+    box = box.detach().cpu().float().reshape(4)
+    feats = trace.features
+    box_input = to_network(box[None].to(feats.maps[0].device), trace.preprocess.scale)  # (1, 4)
+    size = trace.preprocess.image_size
+    with torch.inference_mode():
+        pooled = pool_rois(feats, box_input, size, "roi_pool", output_size, sampling_ratio, pooled_levels)
+        aligned = pool_rois(feats, box_input, size, "roi_align", output_size, sampling_ratio, pooled_levels)
+    which = int(pooled.level[0])
+    level, scale = pooled_levels[which], pooled.spatial_scales[which]
+    fshape = feats.shapes[level]
+    box_input = box_input[0].cpu()
+    return PooledRoI(box, box_input, level, scale, pooled.features[0].cpu(), aligned.features[0].cpu(),
+                     roi_pool_grid(box_input, scale, output_size, fshape),
+                     roi_align_grid(box_input, scale, output_size, sampling_ratio))
+
+
+def pooled_figure(pooled: PooledRoI, op: str, channel: int | None = None, used: bool = False,
+                  height: int = 340) -> go.Figure:
+    """The op's S x S pooled grid as a heatmap, on its own colour scale (RoIPool's maxima run above RoIAlign's
+    averages; one shared scale would leave one of them flat), the values written in the cells when S <= 8.
+    ``used``: the op the detector pools with (``roi.pool``), said in the title."""
+    values = pooled.pooled(op, channel)
+    s = pooled.output_size
+    what = "mean over channels" if channel is None else f"channel {channel}"
+    fig = go.Figure(go.Heatmap(z=values, colorscale=HEATMAP_SCALE, xgap=1, ygap=1,
+                               texttemplate="%{z:.3g}" if s <= 8 else None, name=POOL_OPS[op],
+                               colorbar=dict(thickness=12, len=0.9),
+                               hovertemplate="bin (row %{y}, col %{x}): %{z:.4f}<extra>" + what + "</extra>"))
+    fig.update_xaxes(title="bin column", dtick=1 if s <= 16 else None, constrain="domain")
+    fig.update_yaxes(title="bin row", autorange="reversed", scaleanchor="x", dtick=1 if s <= 16 else None,
+                     constrain="domain")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title=f"{POOL_OPS[op]} output {s}×{s} ({what}){USED if used else ''}")
+    return fig
+
+
+def feature_map_values(trace: Trace, level: int, channel: int | None = None) -> np.ndarray:
+    """(H, W) one feature level, averaged over channels or one channel."""
+    fmap = trace.features.maps[level][0]  # (K, H, W)
+    return as_numpy((fmap.mean(0) if channel is None else fmap[channel]).float()).astype(np.float64)
+
+
+def _window(pooled: PooledRoI, shape: tuple[int, int], margin: int = 2) -> tuple[int, int, int, int]:
+    """Cells (x0, y0, x1, y1), inclusive, around the RoI's bins of both ops, clipped to the map."""
+    g, a = pooled.pool_grid, pooled.align_grid
+    x0 = min(int(g.x_start.min()), int(np.floor(float(a.x_edges[0])))) - margin
+    y0 = min(int(g.y_start.min()), int(np.floor(float(a.y_edges[0])))) - margin
+    x1 = max(int(g.x_end.max()) - 1, int(np.ceil(float(a.x_edges[-1])))) + margin
+    y1 = max(int(g.y_end.max()) - 1, int(np.ceil(float(a.y_edges[-1])))) + margin
+    h, w = shape
+    return max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+
+
+def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int | None = None, used: bool = False,
+                        height: int = 460) -> go.Figure:
+    """The feature map around the RoI (cell (i, j) centred on (x, y) = (j, i)) with the RoI's exact outline
+    (white, dashed) and the op's bins: RoIPool's whole-cell bins after rounding (orange), or RoIAlign's exact
+    bins (blue) and its bilinear sample points (white dots). Hover on a bin centre gives its pooled value."""
+    values = feature_map_values(trace, pooled.level, channel)
+    x0, y0, x1, y1 = _window(pooled, values.shape)
+    crop = values[y0:y1 + 1, x0:x1 + 1]
+    what = "mean over channels" if channel is None else f"channel {channel}"
+    gap = 1 if crop.shape[1] <= 60 else 0
+    fig = go.Figure(go.Heatmap(z=crop, x0=x0, dx=1, y0=y0, dy=1, colorscale=FEATURE_SCALE, xgap=gap, ygap=gap,
+                               name="feature map", colorbar=dict(thickness=12, len=0.9),
+                               hovertemplate="cell (row %{y}, col %{x}): %{z:.4f}<extra>" + what + "</extra>"))
+    s = pooled.output_size
+    out = pooled.pooled(op, channel).ravel()
+    rc = [(r, c) for r in range(s) for c in range(s)]
+    if op == "roi_pool":
+        g = pooled.pool_grid
+        bins = g.bin_boxes()
+        empty = g.empty.reshape(-1).numpy()
+        hover = [f"bin ({r}, {c}) · cells x {int(g.x_start[c])}..{int(g.x_end[c]) - 1}, "
+                 f"y {int(g.y_start[r])}..{int(g.y_end[r]) - 1} · max = {v:.4f}" if not e
+                 else f"bin ({r}, {c}) · empty: pools to 0" for (r, c), v, e in zip(rc, out, empty, strict=True)]
+        add_boxes(fig, bins, HIGHLIGHT, "RoIPool bins (whole cells after rounding)", width=2.5, hover=hover)
+    else:
+        a = pooled.align_grid
+        ny, nx = a.samples_per_bin
+        hover = [f"bin ({r}, {c}) · x [{float(a.x_edges[c]):.2f}, {float(a.x_edges[c + 1]):.2f}), "
+                 f"y [{float(a.y_edges[r]):.2f}, {float(a.y_edges[r + 1]):.2f}) · mean of {ny}×{nx} samples = {v:.4f}"
+                 for (r, c), v in zip(rc, out, strict=True)]
+        add_boxes(fig, a.bin_boxes(), ALIGN_COLOR, "RoIAlign bins (exact)", width=2.5, hover=hover)
+        sx, sy = np.meshgrid(as_numpy(a.x_samples), as_numpy(a.y_samples))
+        add_points(fig, sx.ravel(), sy.ravel(), SAMPLE_COLOR, f"bilinear samples ({ny}×{nx} a bin)", size=4,
+                   opacity=0.9)
+    exact = pooled.box_input * pooled.spatial_scale
+    add_boxes(fig, exact[None], EXACT_COLOR, "RoI (exact, × spatial scale)", width=2, dash="dash",
+              hover=[f"RoI in feature cells: ({float(exact[0]):.2f}, {float(exact[1]):.2f})-"
+                     f"({float(exact[2]):.2f}, {float(exact[3]):.2f})"], hover_at="corner")
+    fig.update_xaxes(title="feature column", range=[x0 - 0.5, x1 + 0.5], showgrid=False, zeroline=False,
+                     constrain="domain")
+    fig.update_yaxes(title="feature row", range=[y1 + 0.5, y0 - 0.5], showgrid=False, zeroline=False,
+                     scaleanchor="x", constrain="domain")
+    stride = 1 / pooled.spatial_scale
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="pan", uirevision="bins",
+                      title=f"{POOL_OPS[op]} on feature level {trace.features.names[pooled.level]} "
+                            f"(1 cell = {stride:g} input px){USED if used else ''}",
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ detections
+def detections_rows(trace: Trace, iou_thresh: float = 0.5) -> list[dict]:
+    """One row per detection, best first: class, score, box, and with ground truth whether it is a true
+    positive at ``iou_thresh`` and its IoU (with its matched GT box, else the best of its class)."""
+    d = trace.detections
+    boxes = d.boxes.detach().cpu()
+    rows = [{"class": _class_name(trace, int(lab)), "score": round(float(s), 4),
+             "x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1), "x2": round(float(b[2]), 1),
+             "y2": round(float(b[3]), 1)} for lab, s, b in zip(d.labels.tolist(), d.scores.cpu(), boxes, strict=True)]
+    if len(trace.gt_boxes):
+        m = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou_thresh)
+        for row, tp, iou, gt in zip(rows, m.true_positive.tolist(), m.iou.tolist(), m.matched_gt.tolist(),
+                                    strict=True):
+            row.update({"TP": bool(tp), "IoU": round(float(iou), 3), "GT #": gt if gt >= 0 else None})
+    return rows

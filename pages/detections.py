@@ -1,0 +1,50 @@
+"""Detections: the Fast R-CNN head's class scores and refined boxes after the score threshold, per-class NMS
+and the top-K, against the ground truth (true positives, false positives, misses)."""
+
+import streamlit as st
+
+from frcnn.viz.detections import detections_figure, match_detections
+from frcnn.viz.roi import detections_rows
+from pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider
+
+ctx = context()
+st.title("Detections")
+explain(
+    "For every RoI the head gives K+1 class probabilities (softmax) and one refined box per class, "
+    "decoded from the RoI with the class's deltas. Each (RoI, class) pair with probability above the "
+    "**score threshold** is a candidate; **NMS** runs per class (a box suppresses same-class boxes that "
+    "overlap it by more than the NMS IoU), and the best **detections per image** are kept. Against the ground "
+    "truth, a detection is a true positive when it is the first (highest-scoring) of its class to overlap a "
+    "not yet matched GT box by at least the chosen IoU.",
+    r"p = \mathrm{softmax}(z),\qquad \hat x = x_a + w_a\,\tfrac{t_x}{10},\ \hat y = y_a + h_a\,\tfrac{t_y}{10},\ "
+    r"\hat w = w_a\, e^{t_w/5},\ \hat h = h_a\, e^{t_h/5}",
+    r"\text{precision} = \frac{TP}{TP + FP}\qquad \text{recall} = \frac{TP}{TP + \text{misses}}",
+)
+c = st.columns(4)
+slider("roi.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c[0])
+slider("roi.nms_thresh", "NMS IoU (per class)", 0.0, 1.0, 0.05, container=c[1])
+slider("roi.detections_per_img", "Detections per image", 1, 300, 1, container=c[2])
+iou = c[3].slider("Match IoU for TP / FP", 0.1, 0.95, 0.5, 0.05, key="det_iou",
+                  help="Not a detector setting: how much a detection must overlap a GT box of its class to count.")
+show_settings_message()
+trace = run_trace()
+d = trace.detections
+steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in d.counts.items())
+st.caption(f"(RoI, class) pairs left after each step: {steps}")
+m = st.columns(6)
+m[0].metric("Detections", len(d.boxes))
+if len(trace.gt_boxes):
+    match = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou)
+    tp = int(match.true_positive.sum())
+    m[1].metric("True positives", tp)
+    m[2].metric("False positives", len(d.boxes) - tp)
+    m[3].metric("Missed GT boxes", int(match.missed.sum()), help=f"of {len(trace.gt_boxes)}")
+    m[4].metric("Precision", f"{match.precision:.2f}")
+    m[5].metric("Recall", f"{match.recall:.2f}")
+else:
+    st.info("No ground truth for this image, so detections are coloured by class. To score them (TP / FP / "
+            "misses, precision, recall), add boxes on the **Start** page or upload an annotation file in the sidebar.")
+show_figure(detections_figure(ctx.image_np, trace, iou), key="det_figure", filename="detections")
+st.subheader("Detections, best first")
+st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
+notes(trace)
