@@ -84,7 +84,7 @@ channel = None
 if c[3].radio("Show", ["mean over channels", "one channel"], key="roi_show", horizontal=True) == "one channel":
     channel = c[3].number_input(f"Channel (0..{pooled.roi_pool.shape[0] - 1})", 0, pooled.roi_pool.shape[0] - 1,
                                 pooled.most_active_channel(), key="roi_channel")
-st.caption(f"RoI {texts[pick]} → feature level {trace.features.names[pooled.level]}, "
+st.caption(f"{texts[pick]} → feature level {trace.features.names[pooled.level]}, "
            f"spatial scale {pooled.spatial_scale:g}. RoIPool's cells (orange) snap to whole cells and can overlap "
            "or leave gaps; RoIAlign's bins (blue) are exact. Hover a bin's centre for its pooled value.")
 for col, op in zip(st.columns(2), POOL_OPS, strict=True):

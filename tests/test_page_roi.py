@@ -5,6 +5,7 @@ four finite terms and the sweep chart one point per value."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -93,3 +94,15 @@ def test_losses_page_shows_four_finite_terms_and_a_sweep(sample):
     sweep = [s for s in _specs(at) if sum(d["type"] == "scatter" for d in s["data"]) == 4][0]
     for line in sweep["data"]:
         assert line["x"] == values and len(line["y"]) == len(values)
+
+
+@pytest.mark.parametrize("name", ["roi.py", "detections.py", "losses.py"])
+def test_without_ground_truth_the_pages_say_how_to_add_it(name):
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    at.session_state["context"] = dataclasses.replace(at.session_state["context"], gt_boxes=None, gt_labels=None)
+    at.switch_page(f"pages/{name}").run()
+    assert not at.exception, at.exception
+    assert any("Start" in i.value and "annotation file" in i.value for i in at.info)
+    if name == "roi.py":  # the proposals can still be pooled
+        assert at.selectbox(key="roi_pick").options[0].startswith("proposal #0")
+        assert len(_specs(at)) == 5

@@ -97,6 +97,8 @@ def test_clicked_roi_reads_customdata():
     assert clicked_roi(None) is None
     assert clicked_roi({"points": [{"x": 1, "y": 2}]}) is None
     assert clicked_roi({"points": [{"customdata": [4]}, {"customdata": 7}]}) == 7
+    assert clicked_roi({"points": [{"customdata": [4]}]}) == 4
+    assert clicked_roi({"points": [{"customdata": {"0": 9}}]}) == 9
 
 
 def test_without_gt_the_figure_shows_the_proposals(setup):

@@ -110,9 +110,9 @@ def sampling_figure(image: np.ndarray, trace: Trace, selected: int | None = None
     t = trace.roi_targets
     boxes = roi_boxes(trace)
     text = roi_descriptions(trace)
-    index = np.arange(len(boxes))[:, None]
+    index = np.arange(len(boxes))[:, None]  # (N, 1); sent as JSON lists (.tolist()) so a click returns [i]
     if t is None:
-        add_boxes(fig, boxes, KEPT, "proposals", width=1.2, opacity=0.8, hover=text, customdata=index)
+        add_boxes(fig, boxes, KEPT, "proposals", width=1.2, opacity=0.8, hover=text, customdata=index.tolist())
     else:
         cand = t.candidate_labels.cpu()
         cand_boxes = t.candidate_boxes.detach().cpu()
@@ -126,14 +126,14 @@ def sampling_figure(image: np.ndarray, trace: Trace, selected: int | None = None
                   width=0.8, opacity=0.5, dash="dot", visible="legendonly")
         fg = (t.labels > 0).cpu().numpy()
         add_boxes(fig, boxes[~fg], NEGATIVE, "background RoIs", width=1, opacity=0.45,
-                  hover=[h for h, k in zip(text, fg, strict=True) if not k], customdata=index[~fg])
+                  hover=[h for h, k in zip(text, fg, strict=True) if not k], customdata=index[~fg].tolist())
         add_boxes(fig, trace.gt_boxes.cpu(), GROUND_TRUTH, "ground truth", width=3,
                   hover=[f"GT #{i} {_class_name(trace, int(lab))}" for i, lab in enumerate(trace.gt_labels)])
         add_boxes(fig, boxes[fg], POSITIVE, "foreground RoIs", width=2.5,
-                  hover=[h for h, k in zip(text, fg, strict=True) if k], customdata=index[fg])
+                  hover=[h for h, k in zip(text, fg, strict=True) if k], customdata=index[fg].tolist())
     if selected is not None and 0 <= selected < len(boxes):
         add_boxes(fig, boxes[selected:selected + 1], HIGHLIGHT, "picked RoI", width=4, hover=[text[selected]],
-                  customdata=index[selected:selected + 1])
+                  customdata=index[selected:selected + 1].tolist())
     return fig
 
 
@@ -141,6 +141,8 @@ def clicked_roi(selection: dict | None) -> int | None:
     """The RoI index of the last clicked hover point of :func:`sampling_figure`, or None."""
     for point in reversed((selection or {}).get("points", [])):
         data = point.get("customdata")
+        if isinstance(data, dict):  # a typed-array row comes back as {"0": i}
+            data = list(data.values())
         if isinstance(data, (list, tuple)):
             data = data[0] if data else None
         if data is not None:
@@ -238,6 +240,12 @@ def _window(pooled: PooledRoI, shape: tuple[int, int], margin: int = 2) -> tuple
     return max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
 
 
+def _bin_centre_markers(fig: go.Figure) -> None:
+    """The last trace is add_boxes' hover points at the bins' centres: open squares, so they don't read as
+    RoIAlign's sample points."""
+    fig.data[-1].update(marker=dict(symbol="square-open", size=7, opacity=0.9))
+
+
 def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int | None = None, used: bool = False,
                         height: int = 460) -> go.Figure:
     """The feature map around the RoI (cell (i, j) centred on (x, y) = (j, i)) with the RoI's exact outline
@@ -262,6 +270,7 @@ def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int |
                  f"y {int(g.y_start[r])}..{int(g.y_end[r]) - 1} · max = {v:.4f}" if not e
                  else f"bin ({r}, {c}) · empty: pools to 0" for (r, c), v, e in zip(rc, out, empty, strict=True)]
         add_boxes(fig, bins, HIGHLIGHT, "RoIPool bins (whole cells after rounding)", width=2.5, hover=hover)
+        _bin_centre_markers(fig)
     else:
         a = pooled.align_grid
         ny, nx = a.samples_per_bin
@@ -269,6 +278,7 @@ def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int |
                  f"y [{float(a.y_edges[r]):.2f}, {float(a.y_edges[r + 1]):.2f}) · mean of {ny}×{nx} samples = {v:.4f}"
                  for (r, c), v in zip(rc, out, strict=True)]
         add_boxes(fig, a.bin_boxes(), ALIGN_COLOR, "RoIAlign bins (exact)", width=2.5, hover=hover)
+        _bin_centre_markers(fig)
         sx, sy = np.meshgrid(as_numpy(a.x_samples), as_numpy(a.y_samples))
         add_points(fig, sx.ravel(), sy.ravel(), SAMPLE_COLOR, f"bilinear samples ({ny}×{nx} a bin)", size=4,
                    opacity=0.9)
