@@ -1,0 +1,328 @@
+"""Figures of the anchor pages: the anchors a setting makes (centres, the k anchors of a location, layers by
+size or ratio, each ground-truth box's best anchor) and the RPN's anchor targets (positive / negative /
+ignored, the sampled minibatch, IoU and the regression targets tx, ty, tw, th on hover).
+
+Everything is drawn in the original image's pixels (the trace's), with ``add_boxes``: one line trace per layer
+(a single path), never one shape per box. Hover points of single anchors sit on the anchor's top-left corner,
+clipped to the image, because the k anchors of a location share their centre; negatives and ignored anchors
+are summarised as one dot per grid cell unless asked for as boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from frcnn.anchor_stats import (
+    AnchorLayout,
+    Coverage,
+    anchor_coverage,
+    anchor_layout,
+    location_centres,
+    nearest_location,
+)
+from frcnn.trace import Trace
+from frcnn.viz.common import (
+    GROUND_TRUTH,
+    HIGHLIGHT,
+    IGNORED,
+    NEGATIVE,
+    POSITIVE,
+    add_boxes,
+    add_points,
+    as_numpy,
+    image_figure,
+)
+
+# layer colours (Okabe-Ito / Tol), without the ground truth's yellow and the best anchor's orange
+LAYER_COLOURS = ("#0072B2", "#CC79A7", "#009E73", "#56B4E9", "#D55E00", "#882255", "#44AA99", "#332288")
+
+
+def _keep_unselected_look(fig: go.Figure) -> go.Figure:
+    """A click selects a point, and plotly would then fade every other marker: keep them as they are."""
+    for t in fig.data:
+        if isinstance(t, go.Scattergl) and t.mode == "markers":
+            t.unselected = dict(marker=dict(opacity=t.marker.opacity if t.marker.opacity is not None else 1.0))
+    return fig
+
+
+def layer_colour(index: int) -> str:
+    return LAYER_COLOURS[index % len(LAYER_COLOURS)]
+
+
+def _hover_at_corner(fig: go.Figure, boxes: np.ndarray, image_size: tuple[int, int], color: str, name: str,
+                     legendgroup: str, text: Sequence[str] | None = None, customdata: np.ndarray | None = None,
+                     hovertemplate: str | None = None, size: float = 6, visible: bool | str = True) -> None:
+    """Hover markers on the boxes' top-left corners, clipped to the image so cut-off anchors still have one."""
+    if not len(boxes):
+        return
+    h, w = image_size
+    x = np.clip(boxes[:, 0], 0, w - 1)
+    y = np.clip(boxes[:, 1], 0, h - 1)
+    add_points(fig, x, y, color, name, size=size, hover=text, customdata=customdata, hovertemplate=hovertemplate,
+               opacity=0.9)
+    fig.data[-1].update(showlegend=False, legendgroup=legendgroup, visible=visible)
+
+
+def _ground_truth(fig: go.Figure, trace: Trace) -> None:
+    names = trace.class_names
+    gt = as_numpy(trace.gt_boxes)
+    hover = [f"GT #{g} {names[int(lab)] if 0 < int(lab) < len(names) else int(lab)} · ({b[0]:.0f}, {b[1]:.0f})-"
+             f"({b[2]:.0f}, {b[3]:.0f}) {b[2] - b[0]:.0f}×{b[3] - b[1]:.0f}"
+             for g, (b, lab) in enumerate(zip(gt, trace.gt_labels.tolist(), strict=True))]
+    add_boxes(fig, gt, GROUND_TRUTH, "ground truth", width=3, hover=hover)
+
+
+# ---------------------------------------------------------------------------------------------- anchors
+def anchor_counts(trace: Trace) -> dict[str, int | str]:
+    """Total, inside the image, anchors per location k (per level), and the grid of each level."""
+    a = trace.anchors
+    return {"total": int(len(a.boxes)), "inside": int(a.inside.sum()),
+            "per_location": " + ".join(str(k) for k in a.num_per_location),
+            "grid": " + ".join(f"{w}×{h}" for h, w in a.grid_sizes),
+            "stride": " + ".join(str(s) for s in a.strides)}
+
+
+def coverage(trace: Trace, inside_only: bool) -> Coverage:
+    """Each ground-truth box's best anchor among the settings' anchors (only those inside the image if asked)."""
+    return anchor_coverage(trace.anchors.boxes, trace.gt_boxes, trace.anchors.inside if inside_only else None)
+
+
+def coverage_rows(trace: Trace, cov: Coverage) -> list[dict]:
+    """One row per ground-truth box: its class and size, and its best anchor's IoU, size, ratio and cell."""
+    lay = anchor_layout(trace.anchors)
+    names = trace.class_names
+    rows = []
+    for g, (box, lab) in enumerate(zip(as_numpy(trace.gt_boxes), trace.gt_labels.tolist(), strict=True)):
+        i = int(cov.best_anchor[g])
+        ok = i >= 0
+        rows.append({"GT": g, "class": names[lab] if 0 < lab < len(names) else str(lab),
+                     "GT w×h": f"{box[2] - box[0]:.0f}×{box[3] - box[1]:.0f}",
+                     "best IoU": round(float(cov.best_iou[g]), 3),
+                     "anchor": i if ok else None,
+                     "anchor size": float(lay.size[i]) if ok else None,
+                     "anchor ratio": float(lay.ratio[i]) if ok else None,
+                     "cell (y, x)": f"({int(lay.iy[i])}, {int(lay.ix[i])})" if ok else ""})
+    return rows
+
+
+def pick_location(trace: Trace, point: tuple[float, float] | None, level: int = 0) -> tuple[int, int]:
+    """The grid cell (iy, ix) nearest ``point`` (x, y) in image pixels; the image's centre when None."""
+    if point is None:
+        h, w = trace.image_size
+        point = (w / 2, h / 2)
+    return nearest_location(trace.anchors, float(point[0]), float(point[1]), level)
+
+
+def anchors_mask(trace: Trace, level: int, sizes: Sequence[float] | None = None,
+                 ratios: Sequence[float] | None = None, inside_only: bool = False, every: int = 1,
+                 around: tuple[int, int] = (0, 0), layout: AnchorLayout | None = None) -> torch.Tensor:
+    """Anchors of ``level`` with a size in ``sizes`` and a ratio in ``ratios`` (None: all), inside the image if
+    asked, at every ``every``-th location in both directions counted from the cell ``around``: Tensor[A] bool."""
+    lay = layout or anchor_layout(trace.anchors)
+    keep = lay.level == level
+    if sizes is not None:
+        keep &= torch.isin(lay.size, torch.tensor(list(sizes), dtype=lay.size.dtype))
+    if ratios is not None:
+        keep &= torch.isin(lay.ratio, torch.tensor(list(ratios), dtype=lay.ratio.dtype))
+    if inside_only:
+        keep &= trace.anchors.inside.cpu()
+    if every > 1:
+        keep &= ((lay.iy - around[0]) % every == 0) & ((lay.ix - around[1]) % every == 0)
+    return keep
+
+
+def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] | None = None, level: int = 0,
+                   colour_by: str = "size", sizes: Sequence[float] | None = None,
+                   ratios: Sequence[float] | None = None, scope: str = "inside", every: int = 8,
+                   cov: Coverage | None = None, height: int = 680) -> go.Figure:
+    """The anchors of the settings over the image.
+
+    Args:
+        point: (x, y) in image pixels; the location nearest it is "chosen" (default: the image's centre).
+        colour_by: "size" or "ratio": one line trace (and legend entry) per value.
+        sizes, ratios: the values to draw (None: all).
+        scope: "all", "inside" (only anchors wholly inside the image) or "location" (only the chosen one's).
+        every: draw the anchors of every n-th location (in both directions, counted from the chosen one).
+        cov: the ground truth's best anchors, drawn dashed (None: not drawn).
+    """
+    a = trace.anchors
+    lay = anchor_layout(a)
+    iy, ix = pick_location(trace, point, level)
+    fig = image_figure(image, height=height)
+    centres = as_numpy(location_centres(a, level))
+    w = a.grid_sizes[level][1]
+    cells = [f"cell ({i // w}, {i % w}) · centre ({x:.0f}, {y:.0f})" for i, (x, y) in enumerate(centres)]
+    add_points(fig, centres[:, 0], centres[:, 1], "#FFFFFF", f"anchor centres ({len(centres):,}): click one",
+               size=4, hover=cells, opacity=0.6)
+    fig.data[-1].marker.line = dict(color="#333333", width=0.5)
+
+    values = a.sizes[level] if colour_by == "size" else a.ratios
+    wanted = sizes if colour_by == "size" else ratios
+    shown_values = [v for v in values if wanted is None or v in wanted]
+    base = anchors_mask(trace, level, sizes, ratios, scope == "inside", every, (iy, ix), lay)
+    here = anchors_mask(trace, level, sizes, ratios, layout=lay) & (lay.iy == iy) & (lay.ix == ix)
+    attr = lay.size if colour_by == "size" else lay.ratio
+    boxes = as_numpy(a.boxes)
+    drawn = 0
+    for v in shown_values:
+        colour = layer_colour(list(values).index(v))
+        label = f"size {v:g}" if colour_by == "size" else f"ratio {v:g}"
+        of_v = attr == v
+        if scope != "location":
+            layer = (base & of_v & ~here).numpy()
+            drawn += int(layer.sum())
+            add_boxes(fig, boxes[layer], colour, label, width=1, opacity=0.45, legendgroup=label)
+        sel = (here & of_v).numpy()
+        drawn += int(sel.sum())
+        idx = np.flatnonzero(sel)
+        hover = [f"anchor {i} · size {float(lay.size[i]):g} · ratio {float(lay.ratio[i]):g} · "
+                 f"{boxes[i, 2] - boxes[i, 0]:.0f}×{boxes[i, 3] - boxes[i, 1]:.0f} px · "
+                 f"{'inside' if bool(a.inside[i]) else 'crosses the border'}" for i in idx]
+        add_boxes(fig, boxes[sel], colour, f"{label} at the chosen cell", width=3, legendgroup=label,
+                  showlegend=scope == "location")
+        _hover_at_corner(fig, boxes[sel], trace.image_size, colour, label, label, text=hover)
+    cx, cy = centres[iy * w + ix]
+    add_points(fig, [cx], [cy], HIGHLIGHT, f"chosen cell ({iy}, {ix})", size=14, symbol="x",
+               hover=[f"chosen cell ({iy}, {ix}) · centre ({cx:.0f}, {cy:.0f})"], opacity=1.0)
+    if cov is not None and len(trace.gt_boxes):
+        _ground_truth(fig, trace)
+        ok = as_numpy(cov.best_anchor) >= 0
+        best = as_numpy(cov.best_anchor)[ok]
+        hover = [f"GT #{g}: best anchor {i} · IoU {float(cov.best_iou[g]):.3f} · size {float(lay.size[i]):g} · "
+                 f"ratio {float(lay.ratio[i]):g}" for g, i in zip(np.flatnonzero(ok), best, strict=True)]
+        add_boxes(fig, boxes[best], HIGHLIGHT, "best anchor per GT", width=2.5, dash="dash")
+        _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
+                         text=hover, size=8)
+    fig.update_layout(title=dict(text=f"{drawn:,} of {len(a.boxes):,} anchors drawn · chosen cell ({iy}, {ix})",
+                                 font=dict(size=14)), margin=dict(t=90))
+    return _keep_unselected_look(fig)
+
+
+# ---------------------------------------------------------------------------------------- anchor targets
+ANCHOR_HOVER = ("<b>anchor %{customdata[0]}</b> · %{text}<br>"
+                "IoU %{customdata[1]:.3f} with GT #%{customdata[2]} "
+                "(%{customdata[3]:.0f}, %{customdata[4]:.0f})-(%{customdata[5]:.0f}, %{customdata[6]:.0f})<br>"
+                "tx %{customdata[7]:.3f} · ty %{customdata[8]:.3f} · tw %{customdata[9]:.3f} · "
+                "th %{customdata[10]:.3f}<br>"
+                "anchor (%{customdata[11]:.0f}, %{customdata[12]:.0f})-(%{customdata[13]:.0f}, "
+                "%{customdata[14]:.0f})<extra></extra>")
+
+
+def target_counts(trace: Trace) -> dict[str, int]:
+    """positive, negative, ignored, sampled_positive, sampled_negative (the trace's own counts)."""
+    c = trace.counts()
+    return {k: c[k] for k in ("positive", "negative", "ignored", "sampled_positive", "sampled_negative")}
+
+
+def anchor_customdata(trace: Trace) -> np.ndarray:
+    """Per anchor (A, 15): index, IoU, matched GT, its box (4), tx, ty, tw, th, the anchor's box (4)."""
+    t = trace.anchor_targets
+    a = as_numpy(trace.anchors.boxes)
+    gt = as_numpy(trace.gt_boxes).reshape(-1, 4)
+    m = as_numpy(t.matched_gt)
+    gbox = gt[np.clip(m, 0, None)] if len(gt) else np.full((len(a), 4), np.nan)
+    return np.column_stack([np.arange(len(a)), as_numpy(t.max_iou), m, gbox,
+                            as_numpy(t.regression_targets), a]).astype(np.float64)
+
+
+def sampled_mask(trace: Trace) -> np.ndarray:
+    """(A,) bool: the anchor is in the RPN minibatch."""
+    t = trace.anchor_targets
+    s = np.zeros(len(t.labels), dtype=bool)
+    s[as_numpy(t.sampled_positive)] = True
+    s[as_numpy(t.sampled_negative)] = True
+    return s
+
+
+def _label_text(labels: np.ndarray, sampled: np.ndarray) -> np.ndarray:
+    text = np.where(labels == 1, "positive", np.where(labels == 0, "negative", "ignored"))
+    return np.char.add(text, np.where(sampled, " · in the minibatch", ""))
+
+
+def _location_dots(fig: go.Figure, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
+                   symbol: str = "circle", size: float = 4, opacity: float = 0.5) -> None:
+    """One marker per grid cell holding anchors of ``mask``, with their count and best IoU on hover."""
+    a = trace.anchors
+    lay = anchor_layout(a)
+    iou = as_numpy(trace.anchor_targets.max_iou)
+    level, iy, ix = as_numpy(lay.level), as_numpy(lay.iy), as_numpy(lay.ix)
+    for lvl in range(len(a.grid_sizes)):
+        sel = mask & (level == lvl)
+        if not sel.any():
+            continue
+        h, w = a.grid_sizes[lvl]
+        loc = (iy * w + ix)[sel]
+        counts = np.bincount(loc, minlength=h * w)
+        best = np.full(h * w, -1.0)
+        np.maximum.at(best, loc, iou[sel])
+        where = np.flatnonzero(counts)
+        xy = as_numpy(location_centres(a, lvl))[where]
+        k = a.num_per_location[lvl]
+        hover = [f"cell ({i // w}, {i % w}): {counts[i]} of its {k} anchors {what} · best IoU {best[i]:.2f}"
+                 for i in where]
+        add_points(fig, xy[:, 0], xy[:, 1], color, f"{name}: {int(sel.sum()):,} (a dot per cell)", size=size,
+                   symbol=symbol, hover=hover, opacity=opacity)
+
+
+def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: bool = False,
+                          ignored_as_boxes: bool = False, height: int = 680) -> go.Figure:
+    """Positive / negative / ignored anchors and the sampled minibatch over the image, with the ground truth.
+
+    Positives are boxes (thick in the minibatch, dotted if left out of it). Negatives and ignored anchors are
+    thousands: one dot per grid cell (bold where the cell has sampled negatives), or faint boxes when asked;
+    the sampled negatives' boxes are one legend click away (hidden at first, as they cover the image).
+    Every drawn box has a hover marker on its top-left corner with its IoU, GT, label and tx, ty, tw, th.
+    """
+    t = trace.anchor_targets
+    fig = image_figure(image, height=height)
+    labels = as_numpy(t.labels)
+    sampled = sampled_mask(trace)
+    data = anchor_customdata(trace)
+    text = _label_text(labels, sampled)
+    boxes = as_numpy(trace.anchors.boxes)
+
+    def layer(mask: np.ndarray, color: str, name: str, width: float, opacity: float = 1.0, dash: str | None = None,
+              hover_size: float = 6, visible: bool | str = True) -> None:
+        add_boxes(fig, boxes[mask], color, name, width=width, opacity=opacity, dash=dash, visible=visible)
+        _hover_at_corner(fig, boxes[mask], trace.image_size, color, name, name, text=list(text[mask]),
+                         customdata=data[mask], hovertemplate=ANCHOR_HOVER, size=hover_size, visible=visible)
+
+    rest_neg = (labels == 0) & ~sampled
+    ignored = labels == -1
+    if negatives_as_boxes:
+        layer(rest_neg, NEGATIVE, "negative, not sampled", width=0.5, opacity=0.25, hover_size=3)
+    else:
+        _location_dots(fig, trace, rest_neg, NEGATIVE, "negative, not sampled", "negative, not sampled", size=3,
+                       opacity=0.35)
+    if ignored_as_boxes:
+        layer(ignored, IGNORED, "ignored", width=0.6, opacity=0.4, hover_size=3)
+    else:
+        _location_dots(fig, trace, ignored, IGNORED, "ignored", "ignored", "circle-open", 8, 0.8)
+    neg_in_batch = (labels == 0) & sampled
+    _location_dots(fig, trace, neg_in_batch, NEGATIVE, "negative in the minibatch", "sampled negatives",
+                   "diamond", 9, 0.95)
+    layer(neg_in_batch, NEGATIVE, "boxes of the sampled negatives", width=1, opacity=0.7, visible="legendonly")
+    layer((labels == 1) & ~sampled, POSITIVE, "positive, not sampled", width=1.5, dash="dot")
+    if len(trace.gt_boxes):
+        _ground_truth(fig, trace)
+    layer((labels == 1) & sampled, POSITIVE, "positive in the minibatch", width=2.5, hover_size=7)
+    return _keep_unselected_look(fig)
+
+
+def positive_rows(trace: Trace) -> list[dict]:
+    """One row per positive anchor: index, minibatch, IoU, matched GT, tx, ty, tw, th, size, ratio."""
+    t = trace.anchor_targets
+    lay = anchor_layout(trace.anchors)
+    sampled = sampled_mask(trace)
+    data = anchor_customdata(trace)
+    rows = []
+    for i in np.flatnonzero(as_numpy(t.labels) == 1):
+        d = data[i]
+        rows.append({"anchor": int(i), "in minibatch": bool(sampled[i]), "IoU": round(float(d[1]), 3),
+                     "GT": int(d[2]), "size": float(lay.size[i]), "ratio": float(lay.ratio[i]),
+                     **{name: round(float(v), 4) for name, v in zip(("tx", "ty", "tw", "th"), d[7:11], strict=True)}})
+    return rows

@@ -1,0 +1,217 @@
+"""The anchor pages' figures from a real trace of the default model (random weights) on a synthetic scene:
+boxes drawn are counted from the outlines themselves (one NaN break a box) against counts worked out here,
+and hover numbers are the trace's own (and tx, ty, tw, th follow the paper's formulas)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from frcnn import Tracer, load_model
+from frcnn.data.shapes import make_scene
+from frcnn.viz.anchors import (
+    anchor_counts,
+    anchor_customdata,
+    anchor_targets_figure,
+    anchors_figure,
+    coverage,
+    coverage_rows,
+    pick_location,
+    positive_rows,
+    target_counts,
+)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    det = load_model("default", "random", "cpu")
+    tracer = Tracer(det)
+    scene = make_scene(7, 2)
+    image = torch.from_numpy(scene.image.copy()).permute(2, 0, 1).contiguous()
+    boxes, labels = torch.from_numpy(scene.boxes.copy()), torch.from_numpy(scene.labels)
+    settings = det.defaults.replace({"input.min_size": 256, "input.max_size": 512})
+
+    def run(s=settings, gt=True):
+        return tracer.run(image, s, boxes if gt else None, labels if gt else None)
+
+    return run, settings, scene.image
+
+
+def _n_boxes(t) -> int:
+    return int(np.isnan(np.asarray(t.x, dtype=float)).sum())
+
+
+def _lines(fig, prefix: str):
+    return [t for t in fig.data[1:] if t.mode == "lines" and t.name.startswith(prefix)]
+
+
+def _outline_boxes(t) -> np.ndarray:
+    """(N, 4) boxes back from a None/NaN-separated outline trace."""
+    x = np.asarray(t.x, dtype=float).reshape(-1, 6)
+    y = np.asarray(t.y, dtype=float).reshape(-1, 6)
+    return np.stack([x[:, 0], y[:, 0], x[:, 2], y[:, 2]], axis=1)
+
+
+def _markers(fig, name: str):
+    return next(t for t in fig.data[1:] if t.mode == "markers" and t.name == name)
+
+
+def test_counts_are_the_traces(setup):
+    run, _, _ = setup
+    trace = run()
+    c = anchor_counts(trace)
+    (h, w), = trace.anchors.grid_sizes
+    assert c["total"] == len(trace.anchors.boxes) == h * w * 15
+    assert c["inside"] == trace.counts()["inside"]
+    assert (c["per_location"], c["grid"], c["stride"]) == ("15", f"{w}×{h}", "16")
+
+
+def test_all_anchors_at_every_location_are_drawn_once(setup):
+    run, _, image = setup
+    trace = run()
+    fig = anchors_figure(image, trace, scope="all", every=1)
+    drawn = sum(_n_boxes(t) for t in _lines(fig, "size "))
+    assert drawn == len(trace.anchors.boxes)
+    assert fig.layout.title.text.startswith(f"{drawn:,} of {drawn:,} anchors drawn")
+    inside = anchors_figure(image, trace, scope="inside", every=1)
+    iy, ix = pick_location(trace, None)
+    k = 15
+    here = trace.anchors.location_index(0, iy, ix)
+    outside_here = int((~trace.anchors.inside[here]).sum())
+    assert sum(_n_boxes(t) for t in _lines(inside, "size ")) == int(trace.anchors.inside.sum()) + outside_here
+    only = anchors_figure(image, trace, scope="location")
+    assert sum(_n_boxes(t) for t in _lines(only, "size ")) == k
+
+
+def test_thinning_keeps_every_nth_location_around_the_chosen_one(setup):
+    run, _, image = setup
+    trace = run()
+    (h, w), = trace.anchors.grid_sizes
+    for every, point in [(3, None), (5, (10.0, 20.0)), (8, (1e4, 1e4))]:
+        iy, ix = pick_location(trace, point)
+        fig = anchors_figure(image, trace, point=point, scope="all", every=every)
+        cells = sum((i - iy) % every == 0 and (j - ix) % every == 0 for i in range(h) for j in range(w))
+        assert sum(_n_boxes(t) for t in _lines(fig, "size ")) == cells * 15
+
+
+def test_the_chosen_location_is_the_nearest_centre_and_its_k_anchors_share_it(setup):
+    run, settings, image = setup
+    trace = run()
+    hh, ww = trace.image_size
+    sy, sx = trace.preprocess.scale
+    for point in [None, (30.0, 40.0), (ww - 1.0, 5.0)]:
+        px, py = point or (ww / 2, hh / 2)
+        iy, ix = pick_location(trace, point)
+        (gh, gw), = trace.anchors.grid_sizes
+        best = min(((j * 16 / sx - px) ** 2 + (i * 16 / sy - py) ** 2, (i, j)) for i in range(gh) for j in range(gw))
+        assert (iy, ix) == best[1]
+        fig = anchors_figure(image, trace, point=point, scope="location", colour_by="ratio")
+        boxes = np.concatenate([_outline_boxes(t) for t in _lines(fig, "ratio ")])
+        assert len(boxes) == 15
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        assert np.allclose(centres, [ix * 16 / sx, iy * 16 / sy], atol=1e-3)
+
+
+def test_size_and_ratio_filters(setup):
+    run, _, image = setup
+    trace = run()
+    sy, sx = trace.preprocess.scale
+    fig = anchors_figure(image, trace, scope="all", every=2, sizes=[64.0], ratios=[0.5, 2.0])
+    layers = _lines(fig, "size ")
+    assert [t.name.split(" (")[0] for t in layers if _n_boxes(t)] == ["size 64", "size 64 at the chosen cell"]
+    b = np.concatenate([_outline_boxes(t) for t in layers])
+    w, h = (b[:, 2] - b[:, 0]) * sx, (b[:, 3] - b[:, 1]) * sy  # back in network-input pixels
+    assert np.allclose(np.sqrt(w * h), 64, rtol=0.05)
+    r = h / w
+    assert np.all(np.minimum(abs(r - 0.5) / 0.5, abs(r - 2.0) / 2.0) < 0.1)  # ratios 0.5 and 2 only
+    assert (abs(r - 0.5) < 0.05).any() and (abs(r - 2.0) < 0.1).any()
+
+
+def test_best_anchor_per_ground_truth_and_recall(setup):
+    run, settings, image = setup
+    trace = run()
+    for inside_only in (False, True):
+        cov = coverage(trace, inside_only)
+        t = run(settings.replace({"rpn.ignore_cross_boundary": inside_only}))
+        assert np.allclose(cov.best_iou.numpy(), t.anchor_targets.best_iou_per_gt.numpy(), atol=2e-3)
+        expected = sum(float(v) >= 0.5 for v in cov.best_iou) / len(trace.gt_boxes)
+        assert cov.recall(0.5) == pytest.approx(expected)
+        rows = coverage_rows(trace, cov)
+        assert [r["best IoU"] for r in rows] == [round(float(v), 3) for v in cov.best_iou]
+    fig = anchors_figure(image, trace, cov=cov)
+    best = _lines(fig, "best anchor per GT")[0]
+    assert np.allclose(_outline_boxes(best), trace.anchors.boxes[cov.best_anchor].numpy(), atol=1e-3)
+    hover = _markers(fig, "best anchor per GT").text
+    assert [float(re.search(r"IoU ([0-9.]+)", s).group(1)) for s in hover] == \
+        [round(float(v), 3) for v in cov.best_iou]
+
+
+def test_targets_figure_hover_numbers_are_the_traces(setup):
+    run, _, image = setup
+    trace = run()
+    t = trace.anchor_targets
+    fig = anchor_targets_figure(image, trace)
+    sampled_pos = set(t.sampled_positive.tolist())
+    pos = _markers(fig, "positive in the minibatch")
+    idx = np.asarray(pos.customdata)[:, 0].astype(int)
+    assert set(idx.tolist()) == sampled_pos
+    assert _n_boxes(_lines(fig, "positive in the minibatch")[0]) == len(sampled_pos)
+    data = np.asarray(pos.customdata)
+    assert np.allclose(data[:, 1], t.max_iou[idx].numpy(), atol=1e-6)
+    assert np.array_equal(data[:, 2].astype(int), t.matched_gt[idx].numpy())
+    assert np.allclose(data[:, 3:7], trace.gt_boxes[t.matched_gt[idx]].numpy(), atol=1e-4)
+    assert np.allclose(data[:, 7:11], t.regression_targets[idx].numpy(), atol=1e-5)
+    # the paper's formulas, from the boxes in the image's pixels (tx, tw do not change with the resize)
+    a, g = data[:, 11:15], data[:, 3:7]
+    aw, ah, gw, gh = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1], g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
+    tx = ((g[:, 0] + g[:, 2]) / 2 - (a[:, 0] + a[:, 2]) / 2) / aw
+    ty = ((g[:, 1] + g[:, 3]) / 2 - (a[:, 1] + a[:, 3]) / 2) / ah
+    assert np.allclose(np.stack([tx, ty, np.log(gw / aw), np.log(gh / ah)], 1), data[:, 7:11], atol=1e-3)
+    assert all(s.startswith("positive · in the minibatch") for s in pos.text)
+
+
+def test_targets_figure_counts_every_label_once(setup):
+    run, _, image = setup
+    trace = run()
+    labels = trace.anchor_targets.labels
+    sampled = np.zeros(len(labels), dtype=bool)
+    sampled[trace.anchor_targets.sampled_positive] = True
+    sampled[trace.anchor_targets.sampled_negative] = True
+    fig = anchor_targets_figure(image, trace)
+
+    def dots(name: str) -> int:
+        t = next(t for t in fig.data[1:] if t.mode == "markers" and t.name.startswith(name))
+        return sum(int(re.search(r": (\d+) of its", s).group(1)) for s in t.text)
+
+    assert dots("negative, not sampled") == int(((labels == 0).numpy() & ~sampled).sum())
+    assert dots("ignored") == int((labels == -1).sum())
+    assert dots("negative in the minibatch") == len(trace.anchor_targets.sampled_negative)
+    neg_boxes = _lines(fig, "boxes of the sampled negatives")[0]
+    assert neg_boxes.visible == "legendonly" and _n_boxes(neg_boxes) == len(trace.anchor_targets.sampled_negative)
+    all_boxes = anchor_targets_figure(image, trace, negatives_as_boxes=True, ignored_as_boxes=True)
+    assert _n_boxes(_lines(all_boxes, "negative, not sampled")[0]) == int(((labels == 0).numpy() & ~sampled).sum())
+    assert _n_boxes(_lines(all_boxes, "ignored")[0]) == int((labels == -1).sum())
+    c = target_counts(trace)
+    assert c == {k: trace.counts()[k] for k in c}
+    rows = positive_rows(trace)
+    assert len(rows) == c["positive"] and sum(r["in minibatch"] for r in rows) == c["sampled_positive"]
+
+
+def test_without_ground_truth(setup):
+    run, settings, image = setup
+    trace = run(gt=False)
+    assert trace.anchor_targets is None
+    cov = coverage(trace, False)
+    assert len(cov.best_iou) == 0 and math.isnan(cov.recall(0.5)) and coverage_rows(trace, cov) == []
+    fig = anchors_figure(image, trace, cov=cov)
+    assert not _lines(fig, "ground truth") and not _lines(fig, "best anchor")
+    empty = Tracer(load_model("default", "random", "cpu")).run(
+        torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous(), settings, torch.zeros(0, 4),
+        torch.zeros(0, dtype=torch.int64))
+    assert anchor_customdata(empty).shape == (len(empty.anchors.boxes), 15)
+    fig = anchor_targets_figure(image, empty)
+    assert _n_boxes(_lines(fig, "positive in the minibatch")[0]) == 0
