@@ -243,7 +243,7 @@ def _window(pooled: PooledRoI, shape: tuple[int, int], margin: int = 2) -> tuple
 def _bin_centre_markers(fig: go.Figure) -> None:
     """The last trace is add_boxes' hover points at the bins' centres: open squares, so they don't read as
     RoIAlign's sample points."""
-    fig.data[-1].update(marker=dict(symbol="square-open", size=7, opacity=0.9))
+    fig.data[-1].update(marker=dict(symbol="square-open", size=6, opacity=0.6))
 
 
 def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int | None = None, used: bool = False,
@@ -291,10 +291,11 @@ def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int |
     fig.update_yaxes(title="feature row", range=[y1 + 0.5, y0 - 0.5], showgrid=False, zeroline=False,
                      scaleanchor="x", constrain="domain")
     stride = 1 / pooled.spatial_scale
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="pan", uirevision="bins",
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="pan",
+                      uirevision=f"{pooled.box.tolist()}",  # a new RoI resets the view, a new setting keeps it
                       title=f"{POOL_OPS[op]} on feature level {trace.features.names[pooled.level]} "
                             f"(1 cell = {stride:g} input px){USED if used else ''}",
-                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return fig
 
 
