@@ -95,7 +95,8 @@ scope = v1.radio("Draw", ["inside", "all", "location"], key="anchors_scope",
                  format_func={"all": "all anchors", "inside": "anchors inside the image",
                               "location": "only the chosen location"}.get)
 colour_by = v2.radio("One colour per", ["size", "ratio"], key="anchors_colour_by", horizontal=True)
-every = v2.slider("Every n-th location", 1, 16, 8, key="anchors_every",
+every = v2.slider("Every n-th location", 1, 16, min(16, max(1, 128 // a.strides[level])),  # about 128 px apart
+                  key=f"anchors_every_{a.strides[level]}",
                   help="Thin the drawing: the anchors of every n-th location in each direction, around the "
                        "chosen one (1: every location).")
 sizes = v3.multiselect("Show sizes", a.sizes[level], default=a.sizes[level], key=f"anchors_show_sizes_{a.sizes}",
