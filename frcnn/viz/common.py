@@ -73,6 +73,8 @@ def add_boxes(fig: go.Figure, boxes: Tensor | np.ndarray, color: str, name: str,
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=color, width=width, dash=dash),
                                opacity=opacity, name=f"{name} ({len(b):,})", hoverinfo="skip", legendgroup=group,
                                showlegend=showlegend, visible=visible, connectgaps=False))
+    if customdata is not None:  # plain lists: a numpy row would come back from a click as a dict
+        customdata = as_numpy(customdata).tolist()
     if len(b) and (hover is not None or customdata is not None):
         if hover_at == "center":
             px, py = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
