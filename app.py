@@ -1,7 +1,7 @@
 """Entry point: ``streamlit run app.py``.
 
 Every run: read the URL once per session, draw the sidebar (image, ground truth, model, device, presentation
-mode, reset), load the shared tracer, put the :class:`pages._shared.Context` in the session, write the
+mode, reset), load the shared tracer, put the :class:`app_pages._shared.Context` in the session, write the
 settings back into the URL, then run the chosen page. Pages only read the context and call the tracer.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from app_pages._shared import Context, get_tracer, reset_widgets, set_settings, url_params
 from frcnn import FrcnnError, Settings
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
 from frcnn.models import MODEL_NAMES
 from frcnn.settings import PAPER, flat_keys
-from pages._shared import Context, get_tracer, reset_widgets, set_settings, url_params
 
 st.set_page_config(page_title="Faster R-CNN, stage by stage", page_icon=":mag:", layout="wide")
 
@@ -134,8 +134,8 @@ def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torc
     for line in st.session_state.get("ann_report", ()):
         st.sidebar.caption(line)
     edited = st.session_state.get("edited_gt")
-    if edited is not None:
-        return image, name, edited[0], edited[1]
+    if edited is not None:  # cleared to nothing: no ground truth (the pages say how to add some)
+        return (image, name, edited[0], edited[1]) if len(edited[0]) else (image, name, None, None)
     if gt is None or len(gt) == 0:
         return image, name, None, None
     return image, name, gt.boxes, gt.labels
@@ -185,6 +185,7 @@ for message in st.session_state.pop("url_messages", []):
     st.warning(message)
 _write_url(st.session_state["settings"], model_defaults)
 
-pages = [st.Page(str(HERE / "pages" / f), title=t, icon=i, default=(f == "overview.py"))
-         for f, t, i in PAGES if (HERE / "pages" / f).exists()]
+# The folder is app_pages/, not pages/: Streamlit serves a pages/ folder as old-style pages until app.py has
+# run once, so a shared link to /proposals on a fresh server would skip the sidebar and its state.
+pages = [st.Page(str(HERE / "app_pages" / f), title=t, icon=i, default=(f == "overview.py")) for f, t, i in PAGES]
 st.navigation(pages).run()

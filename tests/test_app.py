@@ -28,14 +28,14 @@ def test_start_page_traces_the_sample_and_draws_the_pipeline():
 
 def test_backbone_page():
     at = _app()
-    at.switch_page("pages/backbone.py").run()
+    at.switch_page("app_pages/backbone.py").run()
     assert not at.exception
     assert at.metric[2].value.endswith("×256")  # the default model's 256 channels
 
 
 def test_url_params_round_trip():
+    from app_pages._shared import url_params
     from frcnn.settings import Settings
-    from pages._shared import url_params
 
     base = Settings()
     changed = base.replace({"rpn.nms_thresh": 0.5, "anchors.sizes": (64, 128), "rpn.allow_low_quality_matches": False})

@@ -34,7 +34,7 @@ def app():
 
 
 def test_anchors_page_counts_follow_the_sizes(app):
-    at = app.switch_page("pages/anchors.py").run()
+    at = app.switch_page("app_pages/anchors.py").run()
     assert not at.exception and at.title[0].value == "Anchors"
     m = _metrics(at)
     w, h = (int(v) for v in m["Grid (W×H)"].split("×"))
@@ -62,7 +62,7 @@ def test_anchors_page_counts_follow_the_sizes(app):
 
 
 def test_anchors_page_best_anchor_table_and_recall(app):
-    at = app.switch_page("pages/anchors.py").run()
+    at = app.switch_page("app_pages/anchors.py").run()
     at.multiselect(key="set:anchors.sizes").set_value([32.0, 64.0, 128.0, 256.0, 512.0]).run()
     at.slider(key="set:anchors.stride").set_value(16).run()
     m = _metrics(at)
@@ -78,7 +78,7 @@ def test_anchors_page_best_anchor_table_and_recall(app):
 
 
 def test_raising_the_positive_iou_never_adds_positives(app):
-    at = app.switch_page("pages/anchor_targets.py").run()
+    at = app.switch_page("app_pages/anchor_targets.py").run()
     assert not at.exception and at.title[0].value == "Anchor targets"
     positives = []
     for fg in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
@@ -90,7 +90,7 @@ def test_raising_the_positive_iou_never_adds_positives(app):
 
 
 def test_the_minibatch_keeps_its_size_and_positive_share(app):
-    at = app.switch_page("pages/anchor_targets.py").run()
+    at = app.switch_page("app_pages/anchor_targets.py").run()
     at.slider(key="set:rpn.fg_iou_thresh").set_value(0.5).run()
     for size, fraction in [(256, 0.5), (64, 0.25), (16, 0.75), (8, 0.0)]:
         at.slider(key="set:rpn.batch_size_per_image").set_value(size).run()
@@ -105,11 +105,15 @@ def test_the_minibatch_keeps_its_size_and_positive_share(app):
     assert any(n.startswith("positive in the minibatch") for n in names)
 
 
-def test_anchor_targets_without_ground_truth_say_how_to_add_it(app):
-    app.session_state["edited_gt"] = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))  # "Clear" on Start
-    app.switch_page("app.py").run()  # AppTest runs a switched-to page alone: app.py makes the context
-    at = app.switch_page("pages/anchor_targets.py").run()
+def test_anchor_targets_without_ground_truth_say_how_to_add_it():
+    app = AppTest.from_file(APP, default_timeout=90)
+    first = app.session_state  # as after "Clear ground truth" on Start, before app.py builds the context
+    first["gt_source"] = ("sample", "Synthetic scene 1")
+    first["edited_gt"] = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    app.query_params["sample"] = "Synthetic scene 1"
+    app.run()
+    at = app.switch_page("app_pages/anchor_targets.py").run()
     assert not at.exception
     assert any("need ground truth" in w.value for w in at.warning)
-    at.switch_page("pages/anchors.py").run()
+    at.switch_page("app_pages/anchors.py").run()
     assert not at.exception and any("No ground truth" in w.value for w in at.warning)

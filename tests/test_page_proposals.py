@@ -16,7 +16,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 @pytest.fixture(scope="module")
 def at():
     app = AppTest.from_file(APP, default_timeout=90).run()
-    app.switch_page("pages/proposals.py").run()
+    app.switch_page("app_pages/proposals.py").run()
     assert not app.exception
     return app
 

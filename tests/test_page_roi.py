@@ -5,12 +5,12 @@ four finite terms and the sweep chart one point per value."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -23,7 +23,7 @@ def _page(name: str, sample: str | None = None) -> AppTest:
     if sample:  # a shared link's sample (AppTest re-runs only the page after the first run, not app.py)
         at.query_params["sample"] = sample
     at.run()
-    at.switch_page(f"pages/{name}").run()
+    at.switch_page(f"app_pages/{name}").run()
     assert not at.exception, at.exception
     return at
 
@@ -98,9 +98,12 @@ def test_losses_page_shows_four_finite_terms_and_a_sweep(sample):
 
 @pytest.mark.parametrize("name", ["roi.py", "detections.py", "losses.py"])
 def test_without_ground_truth_the_pages_say_how_to_add_it(name):
-    at = AppTest.from_file(APP, default_timeout=90).run()
-    at.session_state["context"] = dataclasses.replace(at.session_state["context"], gt_boxes=None, gt_labels=None)
-    at.switch_page(f"pages/{name}").run()
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["gt_source"] = ("sample", SCENE)  # as after "Clear ground truth" on Start
+    at.session_state["edited_gt"] = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    at.query_params["sample"] = SCENE
+    at.run()
+    at.switch_page(f"app_pages/{name}").run()
     assert not at.exception, at.exception
     assert any("Start" in i.value and "annotation file" in i.value for i in at.info)
     if name == "roi.py":  # the proposals can still be pooled

@@ -13,10 +13,13 @@ Coordinates are the image's pixels, (x1, y1, x2, y2); the y axis points down as 
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from torch import Tensor
 
 # colour-blind-safe (Okabe-Ito) roles
@@ -43,7 +46,7 @@ def image_figure(image: np.ndarray, height: int = 640, title: str | None = None,
                  font_size: int = FONT_SIZE) -> go.Figure:
     """A figure with ``image`` (H, W, 3) uint8 as its background, axes in image pixels, y down."""
     h, w = image.shape[:2]
-    fig = go.Figure(go.Image(z=image, hoverinfo="skip", name="image"))
+    fig = go.Figure(go.Image(source=png_data_url(image), hoverinfo="skip", name="image"))
     fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=70 if title else 40, b=10),
@@ -51,6 +54,13 @@ def image_figure(image: np.ndarray, height: int = 640, title: str | None = None,
                       font=dict(size=font_size), legend=dict(orientation="h", yanchor="bottom", y=1.005, x=0),
                       dragmode="pan", hoverlabel=dict(font_size=font_size), uirevision="image")
     return fig
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """The image as a PNG data URL: a fraction of the JSON of its raw pixel array, so redraws are light."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def box_outline_xy(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

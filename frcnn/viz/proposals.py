@@ -37,23 +37,6 @@ BIN_OPACITY = (0.3, 0.5, 0.75, 1.0)
 FUNNEL_STEPS = ("anchors", "pre_nms_top_n", "min_size", "score_thresh", "nms", "post_nms_top_n")
 
 
-def svg_lines(fig: go.Figure) -> go.Figure:
-    """The figure with every WebGL *line* trace redrawn as an SVG ``Scatter`` (still one path per layer).
-
-    Streamlit's bundled plotly.js draws ``Scattergl`` lines wrongly: on the image's reversed y axis they collapse
-    onto one horizontal line, and elsewhere the ``None`` breaks between boxes are joined. SVG lines draw right;
-    the hover markers stay WebGL. The few hundred boxes a layer shows here keep SVG fast.
-    """
-    data = []
-    for t in fig.data:
-        if t.type == "scattergl" and t.mode == "lines":
-            spec = t.to_plotly_json()
-            spec.pop("type", None)
-            t = go.Scatter(**spec)
-        data.append(t)
-    return go.Figure(data=data, layout=fig.layout)
-
-
 def _box_text(b: np.ndarray) -> str:
     return f"({b[0]:.0f}, {b[1]:.0f})-({b[2]:.0f}, {b[3]:.0f}) {b[2] - b[0]:.0f}×{b[3] - b[1]:.0f}"
 
@@ -90,7 +73,7 @@ def objectness_figure(image: np.ndarray, trace: Trace, level: int = 0, reduce: s
     _add_gt(fig, trace)
     fig.update_layout(title=f"{reduce} objectness per location · {level_label(trace, level)}",
                       margin=dict(t=60))
-    return svg_lines(fig)
+    return fig
 
 
 def _add_scored_boxes(fig: go.Figure, boxes: np.ndarray, scores: np.ndarray, hover: list[str], color: str,
@@ -140,7 +123,7 @@ def proposals_figure(image: np.ndarray, trace: Trace, top_n: int = 50, shade_by_
     fig.update_layout(title=f"best {min(top_n, len(q_scores))} of {len(q_scores):,} candidates before NMS · "
                             f"best {len(post_boxes)} of {len(p.boxes):,} proposals after"
                             + (" · opacity = P(object)" if shade_by_score else ""), margin=dict(t=70))
-    return svg_lines(fig)
+    return fig
 
 
 def funnel_labels(rpn: RPNSettings, num_levels: int = 1) -> dict[str, str]:
@@ -221,7 +204,7 @@ def nms_step_figure(image: np.ndarray, boxes: Tensor, scores: Tensor, state: NMS
         fig.update_xaxes(range=[x1 - pad, x2 + pad])
         fig.update_yaxes(range=[y2 + pad, y1 - pad])
         fig.update_layout(uirevision=f"nms-step-{step}")
-    return svg_lines(fig)
+    return fig
 
 
 def _label_step(fig: go.Figure, b: np.ndarray, k: int, sup: np.ndarray, ious: np.ndarray, step: int,

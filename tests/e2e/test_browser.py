@@ -1,38 +1,106 @@
-"""The app in a real browser: it loads, traces, shows no exception, and a bad upload is an st.error."""
+"""The app in a real browser (Debian's chromium, headless, driven by Playwright).
+
+Every page is visited and rendered without a Streamlit exception, a screenshot of each goes to docs/,
+slider moves change the figures (and their latency is printed), settings reach the URL, and a corrupt
+upload shows an error while the page keeps working.
+"""
 
 from __future__ import annotations
 
+import json
+import statistics
+import time
 from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "screenshots"
 pytestmark = pytest.mark.e2e
 
+PAGES = [("", "start"), ("backbone", "backbone"), ("anchors", "anchors"), ("anchor_targets", "anchor_targets"),
+         ("proposals", "proposals"), ("roi", "roi"), ("detections", "detections"), ("losses", "losses")]
 
-def _wait_for_trace(page):
-    page.wait_for_selector("text=Pipeline", timeout=120_000)
-    page.wait_for_selector("[data-testid='stDataFrame']", timeout=120_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+FIGURE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd =>
+    JSON.stringify((gd.data || []).map(t => [t.name, (t.x || []).length, Array.from(t.x || []).slice(0, 40),
+                                             Array.from(t.y || []).slice(0, 40)]))).join('|')"""
 
 
-def test_overview_page_traces_in_the_browser(app_url, page):
-    page.goto(app_url)
-    _wait_for_trace(page)
-    text = page.inner_text("body")
-    assert "anchors" in text and "detections" in text
+def _settled(page, timeout=180_000):
+    """Wait until the script has finished: no running indicator, and at least one element rendered."""
+    page.wait_for_selector("[data-testid='stMain']", timeout=timeout)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+        "document.querySelectorAll('[data-testid=\"stElementContainer\"]').length > 3", timeout=timeout)
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def _open(page, url):
+    page.goto(url)
+    _settled(page)
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("[data-testid='stException']")
+
+
+@pytest.mark.parametrize("path, name", PAGES)
+def test_every_page_renders_without_exception(app_url, page, path, name):
+    _open(page, f"{app_url}/{path}")
+    if path:
+        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    assert page.locator("h1").count() >= 1
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS / f"{name}.png"), full_page=True)
+
+
+def _slider(page, label: str):
+    box = page.locator("[data-testid='stSlider']", has_text=label).first
+    return box.get_by_role("slider").first
+
+
+def _time_slider_moves(page, label: str, moves: int = 10, key: str = "ArrowRight") -> list[float]:
+    """Press the slider's arrow key and time until some plotly figure's data has changed, ``moves`` times."""
+    thumb = _slider(page, label)
+    times = []
+    for i in range(moves):
+        before = page.evaluate(FIGURE_SIGNATURE)
+        thumb.focus()
+        start = time.perf_counter()
+        thumb.press(key if i % 2 == 0 else ("ArrowLeft" if key == "ArrowRight" else "ArrowRight"))
+        page.wait_for_function(f"(before) => ({FIGURE_SIGNATURE})() !== before", arg=before, timeout=60_000)
+        times.append((time.perf_counter() - start) * 1000)
+        _settled(page)
+    return times
+
+
+def test_slider_moves_update_the_figures_and_the_url(app_url, page):
+    results = {}
+    _open(page, f"{app_url}/proposals")
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    results["proposals: NMS IoU"] = _time_slider_moves(page, "NMS IoU")
+    assert "rpn.nms_thresh" in page.url
+    _open(page, f"{app_url}/anchors")
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    results["anchors: stride"] = _time_slider_moves(page, "Stride")
+    assert "anchors.stride" in page.url or "rpn.nms_thresh" in page.url
     assert page.locator("[data-testid='stException']").count() == 0
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "overview.png"), full_page=True)
+    summary = {k: {"median_ms": round(statistics.median(v), 1), "all_ms": [round(x, 1) for x in v]}
+               for k, v in results.items()}
+    print("slider -> updated figure:", json.dumps(summary))
+    (ROOT / "docs" / "browser_latency.json").write_text(json.dumps(summary, indent=1))
+
+
+def test_a_shared_url_reopens_the_same_state(app_url, page):
+    _open(page, f"{app_url}/proposals?model=default&sample=Synthetic+scene+2&rpn.nms_thresh=0.55")
+    assert "0.55" in page.inner_text("[data-testid='stSlider']:has-text('NMS IoU')")
 
 
 def test_a_corrupt_upload_shows_an_error_and_the_page_keeps_working(app_url, page, tmp_path):
-    page.goto(app_url)
-    _wait_for_trace(page)
+    _open(page, app_url)
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(bad))
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(bad))
     page.wait_for_selector("[data-testid='stAlertContentError']", timeout=60_000)
     assert "broken.png" in page.inner_text("[data-testid='stAlertContentError']")
+    _settled(page)
     assert page.locator("[data-testid='stException']").count() == 0
-    assert "detections" in page.inner_text("body")
+    assert page.locator(".js-plotly-plot").count() >= 1

@@ -3,9 +3,9 @@ and the top-K, against the ground truth (true positives, false positives, misses
 
 import streamlit as st
 
+from app_pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider
 from frcnn.viz.detections import detections_figure, match_detections
 from frcnn.viz.roi import detections_rows
-from pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider
 
 ctx = context()
 st.title("Detections")

@@ -3,6 +3,7 @@ RoI pooled with RoIPool and RoIAlign side by side, their bins drawn on the featu
 
 import streamlit as st
 
+from app_pages._shared import context, explain, notes, run_trace, select, show_figure, show_settings_message, slider
 from frcnn.viz.roi import (
     POOL_OPS,
     clicked_roi,
@@ -15,7 +16,6 @@ from frcnn.viz.roi import (
     roi_descriptions,
     sampling_figure,
 )
-from pages._shared import context, explain, notes, run_trace, select, show_figure, show_settings_message, slider
 
 ctx = context()
 st.title("RoI sampling & pooling")

@@ -4,6 +4,7 @@ recall of the ground truth, and greedy NMS replayed one step at a time."""
 import pandas as pd
 import streamlit as st
 
+from app_pages._shared import context, explain, notes, run_trace, settings, show_figure, show_settings_message, slider
 from frcnn.proposal_stats import REDUCTIONS, nms_state, recall_at, replay, top_candidates
 from frcnn.viz.proposals import (
     funnel_figure,
@@ -14,7 +15,6 @@ from frcnn.viz.proposals import (
     proposals_figure,
     recall_figure,
 )
-from pages._shared import context, explain, notes, run_trace, settings, show_figure, show_settings_message, slider
 
 ctx = context()
 st.title("RPN proposals")

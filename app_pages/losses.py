@@ -3,6 +3,7 @@ one setting is swept over a few values."""
 
 import streamlit as st
 
+from app_pages._shared import context, explain, notes, run_trace, settings, show_figure
 from frcnn.viz.losses import (
     MAX_SWEEP_VALUES,
     SWEEPS,
@@ -14,7 +15,6 @@ from frcnn.viz.losses import (
     sweep_figure,
     terms_figure,
 )
-from pages._shared import context, explain, notes, run_trace, settings, show_figure
 
 ctx = context()
 st.title("Losses")

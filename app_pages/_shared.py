@@ -117,9 +117,10 @@ def select(key: str, label: str, options: list, help: str | None = None, contain
 def number_list(key: str, label: str, options: list[float], help: str | None = None, container: Any = st) -> tuple:
     """A multiselect of numbers (anchor sizes, ratios) bound to a tuple setting."""
     wkey = _bind(key)
-    choices = sorted(set(options) | set(st.session_state[wkey]))
-    container.multiselect(label, choices, key=wkey, help=help, on_change=_on_widget_change,
-                          args=(key, lambda v: tuple(sorted(float(x) for x in v))))
+    st.session_state[wkey] = [float(v) for v in st.session_state[wkey]]
+    choices = sorted({float(v) for v in options} | set(st.session_state[wkey]))
+    container.multiselect(label, choices, key=wkey, help=help, format_func=lambda v: f"{v:g}",
+                          on_change=_on_widget_change, args=(key, lambda v: tuple(sorted(float(x) for x in v))))
     return settings().get(key)
 
 

@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app_pages._shared import context, download_trace, explain, notes, run_trace, show_figure
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
-from pages._shared import context, download_trace, explain, notes, run_trace, show_figure
 
 ctx = context()
 st.title("Faster R-CNN, stage by stage")

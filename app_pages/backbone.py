@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from app_pages._shared import context, explain, notes, run_trace, show_figure
 from frcnn.viz.backbone import cell_size, feature_figure, top_channels
-from pages._shared import context, explain, notes, run_trace, show_figure
 
 ctx = context()
 st.title("Backbone features")

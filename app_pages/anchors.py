@@ -4,10 +4,7 @@ of a clicked location; and how well the anchors can match the ground truth at be
 import pandas as pd
 import streamlit as st
 
-from frcnn import FrcnnError
-from frcnn.anchor_stats import recall_by_size
-from frcnn.viz.anchors import anchor_counts, anchors_figure, coverage, coverage_rows
-from pages._shared import (
+from app_pages._shared import (
     context,
     explain,
     notes,
@@ -19,6 +16,9 @@ from pages._shared import (
     show_settings_message,
     slider,
 )
+from frcnn import FrcnnError
+from frcnn.anchor_stats import recall_by_size
+from frcnn.viz.anchors import anchor_counts, anchors_figure, coverage, coverage_rows
 
 # floats, as the settings hold them: a multiselect matches its value to its options by their text
 SIZES = [16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0, 192.0, 256.0, 384.0, 512.0, 768.0, 1024.0]

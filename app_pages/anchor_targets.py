@@ -4,8 +4,8 @@ and the regression targets tx, ty, tw, th of each anchor."""
 import pandas as pd
 import streamlit as st
 
+from app_pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider, toggle
 from frcnn.viz.anchors import anchor_targets_figure, positive_rows, target_counts
-from pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider, toggle
 
 ctx = context()
 st.title("Anchor targets")
