@@ -69,6 +69,10 @@ def _time_slider_moves(page, label: str, moves: int = 10, key: str = "ArrowRight
         page.wait_for_function(f"(before) => ({FIGURE_SIGNATURE})() !== before", arg=before, timeout=60_000)
         times.append((time.perf_counter() - start) * 1000)
         _settled(page)
+    thumb.focus()
+    thumb.press(key)  # end one step away from where it started, so the URL carries a changed value
+    _settled(page)
+    page.wait_for_timeout(500)
     return times
 
 
@@ -80,7 +84,7 @@ def test_slider_moves_update_the_figures_and_the_url(app_url, page):
     assert "rpn.nms_thresh" in page.url
     _open(page, f"{app_url}/anchors")
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
-    results["anchors: stride"] = _time_slider_moves(page, "Stride")
+    results["anchors: stride"] = _time_slider_moves(page, "Stride (px between centres)")
     assert "anchors.stride" in page.url or "rpn.nms_thresh" in page.url
     assert page.locator("[data-testid='stException']").count() == 0
     summary = {k: {"median_ms": round(statistics.median(v), 1), "all_ms": [round(x, 1) for x in v]}
@@ -98,7 +102,8 @@ def test_a_corrupt_upload_shows_an_error_and_the_page_keeps_working(app_url, pag
     _open(page, app_url)
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(bad))
+    uploader = page.locator("[data-testid='stFileUploader']", has_text="Upload an image")
+    uploader.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(bad))
     page.wait_for_selector("[data-testid='stAlertContentError']", timeout=60_000)
     assert "broken.png" in page.inner_text("[data-testid='stAlertContentError']")
     _settled(page)
