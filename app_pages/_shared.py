@@ -47,9 +47,19 @@ class Context:
         return self.tracer.detector.class_names
 
 
-@st.cache_resource(show_spinner="Loading the model (the first time it may download its weights)...")
+@st.cache_resource(show_spinner="Loading the model...")
 def get_tracer(name: str, weights: str, device: str) -> Tracer:
-    return Tracer(load_model(name, weights, device))
+    """One tracer (model + stage cache) per (name, weights, device), shared by every session. A first use
+    of a torchvision model downloads its weights with a progress bar."""
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        text = f"Downloading {name} weights: {done / 1e6:.0f} MB" + (f" of {total / 1e6:.0f} MB" if total else "")
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=text)
+
+    tracer = Tracer(load_model(name, weights, device, progress))
+    bar.empty()
+    return tracer
 
 
 def context() -> Context:

@@ -48,6 +48,21 @@ def _sweep_values(text: str) -> list[str]:
     return values
 
 
+def _download_progress():
+    """A tqdm bar on stderr for a weights download (only drawn once bytes arrive)."""
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total or None, unit="B", unit_scale=True, desc="download", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    return update
+
+
 def _write_json(data: Any, out: str) -> None:
     text = json.dumps(data, separators=(",", ":"))
     if out == "-":
@@ -87,7 +102,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     sweep = _parse_assignments(args.sweep or [], "--sweep")
     if len(sweep) > 1:
         raise FrcnnError("--sweep: one key at a time")
-    detector = load_model(args.model, args.weights, args.device)
+    detector = load_model(args.model, args.weights, args.device, _download_progress())
     for note in detector.notes:
         print(f"note: {note}", file=sys.stderr)
     settings = detector.defaults.replace(overrides)
@@ -150,7 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from frcnn.models import load_model
 
     dataset = open_dataset(args.data)
-    detector = load_model(args.model, args.weights, args.device)
+    detector = load_model(args.model, args.weights, args.device, _download_progress())
     for note in detector.notes:
         print(f"note: {note}", file=sys.stderr)
     known = tuple(getattr(dataset, "class_names", ()))

@@ -20,7 +20,6 @@ path to a checkpoint / state dict (read with ``torch.load(weights_only=True)``).
 from __future__ import annotations
 
 import os
-import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from frcnn.errors import FrcnnError
 from frcnn.models.backbones import light_backbone, vgg16_backbone, vgg16_fc_head
 from frcnn.models.checkpoint import read_weights_file
+from frcnn.models.download import Progress, fetch
 from frcnn.settings import (
     PAPER,
     TORCHVISION_COCO,
@@ -228,7 +228,7 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def load_model(name: str = "default", weights: str | os.PathLike | None = "auto",
-               device: str | torch.device | None = "auto") -> Detector:
+               device: str | torch.device | None = "auto", progress: Progress | None = None) -> Detector:
     """Build model ``name``, load ``weights`` (see the module docstring), move it to ``device``, eval mode."""
     spec = REGISTRY.get(name)
     if spec is None:
@@ -236,7 +236,7 @@ def load_model(name: str = "default", weights: str | os.PathLike | None = "auto"
     dev = pick_device(device)
     weights = "auto" if weights is None else weights
     if str(weights) in ("auto", "pretrained", "random"):
-        module, class_names, defaults, described, notes = _load_named(spec, str(weights))
+        module, class_names, defaults, described, notes = _load_named(spec, str(weights), progress)
     else:
         module, class_names, defaults, described, notes = _load_file(spec, Path(weights))
     if spec.coco_weights is not None:  # torchvision's detectors: their own test-time configuration
@@ -248,7 +248,8 @@ def load_model(name: str = "default", weights: str | os.PathLike | None = "auto"
     return Detector(name, module, class_names, defaults, dev, described, tuple(notes), key)
 
 
-def _load_named(spec: ModelSpec, weights: str) -> tuple[FasterRCNN, tuple[str, ...], Settings, str, list[str]]:
+def _load_named(spec: ModelSpec, weights: str, progress: Progress | None = None
+                ) -> tuple[FasterRCNN, tuple[str, ...], Settings, str, list[str]]:
     class_names = spec.class_names()
     if weights == "random":  # seeded, so every process (and test) gets the same "random" model
         with torch.random.fork_rng(devices=[]):
@@ -264,7 +265,7 @@ def _load_named(spec: ModelSpec, weights: str) -> tuple[FasterRCNN, tuple[str, .
         return spec.build(len(class_names)), class_names, spec.defaults, "random", [note]
     enum = spec.coco_weights or spec.backbone_weights
     try:
-        state = _download(enum)
+        state = _download(enum, progress)
     except FrcnnError as exc:
         if weights == "pretrained":
             raise
@@ -287,19 +288,19 @@ def _vgg_with_backbone_state(spec: ModelSpec, class_names: tuple[str, ...], stat
     return module
 
 
-def _download(enum: Any) -> dict:
+def _download(enum: Any, progress: Progress | None = None) -> dict:
     """The state dict of a torchvision weights entry: from the hub cache, else downloaded (checked)."""
     filename = os.path.basename(enum.url)
     target = Path(torch.hub.get_dir()) / "checkpoints" / filename
     where = f"put {filename} in {target.parent}/ (from {enum.url}) or pass --weights PATH"
-    if not target.is_file() and os.environ.get(OFFLINE_ENV) == "1":
-        raise FrcnnError(f"offline ({OFFLINE_ENV}=1): {where}")
-    try:
-        return torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True, weights_only=True)
-    except (urllib.error.URLError, OSError, ConnectionError) as exc:
-        raise FrcnnError(f"cannot download {filename} ({getattr(exc, 'reason', exc)}): {where}") from None
-    except RuntimeError as exc:
-        raise FrcnnError(f"{target}: unreadable or wrong hash ({str(exc).splitlines()[0][:100]}): {where}") from None
+    if not target.is_file():
+        if os.environ.get(OFFLINE_ENV) == "1":
+            raise FrcnnError(f"offline ({OFFLINE_ENV}=1): {where}")
+        try:
+            fetch(enum.url, target, progress)
+        except FrcnnError as exc:
+            raise FrcnnError(f"{exc}: {where}") from None
+    return read_weights_file(target)["state_dict"]
 
 
 def _load_file(spec: ModelSpec, path: Path) -> tuple[FasterRCNN, tuple[str, ...], Settings, str, list[str]]:
