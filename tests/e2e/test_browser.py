@@ -52,6 +52,15 @@ def test_every_page_renders_without_exception(app_url, page, path, name):
     page.screenshot(path=str(DOCS / f"{name}.png"), full_page=True)
 
 
+@pytest.mark.parametrize("path, name", PAGES)
+def test_every_page_on_a_torchvision_fpn_model(app_url, page, path, name):
+    """torchvision's MobileNetV3 FPN, random weights offline (FRCNN_OFFLINE=1 in CI), through every page."""
+    _open(page, f"{app_url}/{path}?model=mobilenet_v3_fpn&sample=Cat+%28photo%29&input.min_size=320")
+    if path:
+        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    assert "fasterrcnn_mobilenet_v3_large_fpn" in page.inner_text("[data-testid='stSidebar']")  # its offline note
+
+
 def _slider(page, label: str):
     box = page.locator("[data-testid='stSlider']", has_text=label).first
     return box.get_by_role("slider").first
