@@ -246,7 +246,8 @@ class Tracer:
         with torch.inference_mode():
             feats = run.stage("backbone", lambda: run_backbone(det.module.backbone, pre.tensor))
             anchors = run.stage("anchors", lambda: self._settings_anchors(settings, pre, feats))
-            rpn_anchors, source, note = run.stage("rpn_anchors", lambda: self._rpn_anchors(anchors, pre, feats))
+            rpn_anchors, source, note = run.stage("rpn_anchors", lambda: self._rpn_anchors(anchors, pre, feats),
+                                                  result_key=_anchors_identity)
             if note:
                 notes.append(note)
             if len(feats.maps) > 1 and self._level_sizes(settings) is None:
@@ -369,13 +370,18 @@ class _Run:
                  self.settings.select(STAGE_SETTINGS[name]))
         return hashlib.sha1(repr(parts).encode()).hexdigest()
 
-    def stage(self, name: str, compute: Callable[[], Any]) -> Any:
+    def stage(self, name: str, compute: Callable[[], Any], result_key: Callable[[Any], str] | None = None) -> Any:
+        """Look the stage up in the cache or compute it. With ``result_key`` the stages after it are keyed
+        by what it produced rather than by how: anchors that fall back to the model's own are the same
+        anchors whatever setting caused it, and proposals stay cached."""
         key = self.keys[name] = self.key(name)
         cache = self.tracer.cache
         value = cache.get(key)
         if value is not None:
             self.cached.append(name)
             self.timings[name] = 0.0
+            if result_key is not None:
+                self.keys[name] = result_key(value)
             return value
         device = self.tracer.detector.device
         start = time.perf_counter()
@@ -384,7 +390,17 @@ class _Run:
             torch.cuda.synchronize(device)
         self.timings[name] = (time.perf_counter() - start) * 1000.0
         cache.put(key, value)
+        if result_key is not None:
+            self.keys[name] = result_key(value)
         return value
+
+
+def _anchors_identity(value: tuple[Anchors, str, str]) -> str:
+    """What the RPN decodes, as a key: sizes, ratios, grids and strides fix the anchors. (The image size that
+    clips proposals reaches the stages after through their other inputs, all keyed by the image.)"""
+    anchors, _, _ = value
+    parts = (anchors.sizes, anchors.ratios, anchors.grid_sizes, anchors.strides)  # not where they came from
+    return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
 def _to_original(value: Any, scale: tuple[float, float]) -> Any:

@@ -232,3 +232,14 @@ def test_cache_is_bounded():
     assert size <= 1000 and cache.get("big2") is not None
     cache.put("huge", torch.zeros(1000))  # larger than the whole cache: not kept
     assert cache.get("huge") is None
+
+
+def test_anchor_settings_that_fall_back_to_the_models_anchors_keep_the_proposals_cached(detector, scene):
+    image, boxes, labels = scene
+    tracer = Tracer(detector)
+    base = detector.defaults.replace(SMALL)
+    tracer.run(image, base, boxes, labels)
+    other = tracer.run(image, base.replace({"anchors.stride": 8}), boxes, labels)  # the head cannot use these
+    assert other.anchors_source == "model"
+    assert {"proposals", "roi_pooling", "box_head", "detections"} <= set(other.cached)
+    assert "anchors" not in other.cached and "anchor_targets" not in other.cached
