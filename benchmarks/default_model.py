@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from frcnn import StageCache, Tracer, load_model  # noqa: E402
-from frcnn.data.dataset import ShapesScenes  # noqa: E402
-from frcnn.data.shapes import SceneConfig, make_scene  # noqa: E402
+from frcnn.data.dataset import ShapesScenes, scene_tensors  # noqa: E402
+from frcnn.data.shapes import SceneConfig  # noqa: E402
 from frcnn.evaluate import evaluate  # noqa: E402
 
 
@@ -34,13 +34,12 @@ def main() -> None:
     args = p.parse_args()
     det = load_model("default", args.weights, "cpu")
     result = evaluate(det, ShapesScenes(args.n, args.seed), progress=False)
-    s = make_scene(args.seed, 10_000, SceneConfig(min_side=512, max_side=512))
-    image = torch.from_numpy(s.image).permute(2, 0, 1).contiguous()
+    image, boxes, labels = scene_tensors(args.seed, 10_000, SceneConfig(min_side=512, max_side=512))
     Tracer(det, StageCache()).run(image)  # warm-up
     times = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        Tracer(det, StageCache()).run(image, None, torch.from_numpy(s.boxes), torch.from_numpy(s.labels))
+        Tracer(det, StageCache()).run(image, None, boxes, labels)
         times.append(time.perf_counter() - start)
     machine = f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads (CPU)"
     print(f"default model ({det.weights}) on {args.n} held-out scenes (seed {args.seed}); {machine}")

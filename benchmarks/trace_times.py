@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from frcnn import StageCache, Tracer, load_model  # noqa: E402
-from frcnn.data.shapes import SceneConfig, make_scene  # noqa: E402
+from frcnn.data.dataset import scene_tensors  # noqa: E402
+from frcnn.data.shapes import SceneConfig  # noqa: E402
 
 CHANGES = {
     "anchor size": {"anchors.sizes": (48.0, 96.0, 192.0, 384.0, 768.0)},
@@ -30,12 +31,6 @@ CHANGES = {
     "RoI fg IoU": {"roi.fg_iou_thresh": 0.6},
     "score threshold": {"roi.score_thresh": 0.3},
 }
-
-
-def scene(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    s = make_scene(2026, 0, SceneConfig(min_side=size, max_side=size))
-    return torch.from_numpy(s.image).permute(2, 0, 1).contiguous(), torch.from_numpy(s.boxes), \
-        torch.from_numpy(s.labels)
 
 
 def main() -> None:
@@ -48,7 +43,7 @@ def main() -> None:
     p.add_argument("--json")
     args = p.parse_args()
     det = load_model(args.model, args.weights, args.device)
-    image, boxes, labels = scene(args.size)
+    image, boxes, labels = scene_tensors(2026, 0, SceneConfig(min_side=args.size, max_side=args.size))
     settings = det.defaults.replace({"input.min_size": args.size, "input.max_size": max(args.size, 1000)})
     Tracer(det, StageCache()).run(image, settings, boxes, labels)  # warm-up
     cold = [Tracer(det, StageCache()).run(image, settings, boxes, labels) for _ in range(args.repeat)]

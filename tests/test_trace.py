@@ -24,11 +24,9 @@ def detector():
 
 @pytest.fixture(scope="module")
 def scene():
-    from frcnn.data.shapes import make_scene
+    from frcnn.data.dataset import scene_tensors
 
-    s = make_scene(3, 1)
-    return torch.from_numpy(s.image).permute(2, 0, 1).contiguous(), torch.from_numpy(s.boxes), \
-        torch.from_numpy(s.labels)
+    return scene_tensors(3, 1)
 
 
 def _reference_copy(det, min_size=256, max_size=384, score_thresh=0.0):

@@ -75,9 +75,14 @@ class ShapesScenes(Dataset):
         return self.n
 
     def __getitem__(self, index: int) -> Item:
-        scene = make_scene(self.seed, index, self.config)
-        image = torch.from_numpy(scene.image).permute(2, 0, 1).contiguous()
-        return image, torch.from_numpy(scene.boxes), torch.from_numpy(scene.labels)
+        return scene_tensors(self.seed, index, self.config)
+
+
+def scene_tensors(seed: int, index: int, config: SceneConfig = SceneConfig()) -> Item:
+    """One synthetic scene as (image (3, H, W) uint8, boxes (G, 4), labels (G,)) tensors."""
+    scene = make_scene(seed, index, config)
+    image = torch.from_numpy(scene.image.copy()).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+    return image, torch.from_numpy(scene.boxes.copy()), torch.from_numpy(scene.labels.copy())
 
 
 def open_dataset(spec: str | Path) -> CocoFolder | ShapesScenes:
