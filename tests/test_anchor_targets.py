@@ -16,6 +16,7 @@ import random
 
 import pytest
 import torch
+from reference import iou as _iou
 from torchvision.models.detection._utils import BoxCoder
 
 from frcnn.settings import RPNSettings
@@ -24,14 +25,6 @@ from frcnn.stages.anchors import make_anchors
 from frcnn.stages.proposals import decode
 
 IMAGE = (48, 48)  # (h, w) of the random cases
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _inside(box, image_size) -> bool:

@@ -8,6 +8,8 @@ import math
 
 import pytest
 import torch
+from reference import greedy_nms as _greedy_nms
+from reference import iou as _iou
 from torchvision.models.detection.roi_heads import RoIHeads
 
 from frcnn.settings import RoISettings
@@ -15,14 +17,6 @@ from frcnn.stages.detections import detect
 
 IMAGE = (100, 120)  # (h, w)
 COUNT_KEYS = ["candidates", "score_thresh", "min_size", "nms", "top_k"]
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _case(seed: int, num_rois: int = 60, num_classes: int = 4):
@@ -41,16 +35,6 @@ def _torchvision(rois, logits, deltas, s: RoISettings):
                      nms_thresh=s.nms_thresh, detections_per_img=s.detections_per_img)
     boxes, scores, labels = heads.postprocess_detections(logits, deltas, [rois], [IMAGE])
     return boxes[0], scores[0], labels[0]
-
-
-def _greedy_nms(boxes: list, scores: list, thresh: float) -> list[int]:
-    remaining = sorted(range(len(boxes)), key=lambda i: -scores[i])
-    kept = []
-    while remaining:
-        best = remaining.pop(0)
-        kept.append(best)
-        remaining = [i for i in remaining if _iou(boxes[best], boxes[i]) <= thresh]
-    return kept
 
 
 def _brute(rois, logits, deltas, s: RoISettings) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from reference import iou as _iou
 from torchvision.ops import nms
 
 from frcnn.proposal_stats import (
@@ -19,14 +20,6 @@ from frcnn.proposal_stats import (
     replay,
     top_candidates,
 )
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _random_boxes(rng: random.Random, n: int, size: float = 100.0) -> torch.Tensor:

@@ -13,6 +13,8 @@ import random
 
 import pytest
 import torch
+from reference import greedy_nms as _greedy_nms
+from reference import iou as _iou
 from torchvision.ops import nms
 
 from frcnn.settings import RPNSettings
@@ -20,25 +22,6 @@ from frcnn.stages.anchors import make_anchors
 from frcnn.stages.proposals import decode, nms_steps, propose
 
 COUNT_KEYS = ["anchors", "pre_nms_top_n", "min_size", "score_thresh", "nms", "post_nms_top_n"]
-
-
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _greedy_nms(boxes: list, scores: list, thresh: float) -> list[int]:
-    """Plain greedy NMS: keep the best remaining box, drop every remaining box with IoU > thresh with it."""
-    remaining = sorted(range(len(boxes)), key=lambda i: -scores[i])
-    kept = []
-    while remaining:
-        best = remaining.pop(0)
-        kept.append(best)
-        remaining = [i for i in remaining if _iou(boxes[best], boxes[i]) <= thresh]
-    return kept
 
 
 def _decode(anchor, delta) -> list[float]:
