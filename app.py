@@ -95,8 +95,8 @@ def _load_tracer(name: str, weights: str, device: str):
 def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torch.Tensor | None, torch.Tensor | None]:
     st.sidebar.header("Image")
     sample = st.sidebar.selectbox("Sample image", SAMPLES, key="sample")
-    upload = st.sidebar.file_uploader("Upload an image", type=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
-                                      key="upload")
+    upload = st.sidebar.file_uploader("Upload an image", key="upload",
+                                      type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"])
     camera = st.sidebar.camera_input("Or take a photo", key="camera") if st.sidebar.toggle(
         "Camera", key="use_camera", help="For a live demo: take a picture and trace it.") else None
     image_file = camera or upload

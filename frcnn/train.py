@@ -3,9 +3,10 @@ with the very stage functions the tracer shows (anchor targets, proposals, RoI t
 losses), so what the app displays is what the model learnt from.
 
 One step: a batch of images, flipped at random (p = 0.5) and resized with a random shorter side from
-``scales`` (scale jitter); the backbone runs on the padded batch, then per image: anchors, anchor targets
-and the RPN losses; proposals (detached, as in approximate joint training); RoI targets, RoI pooling, the
-box head and the RoI losses. The loss is the sum of the four terms, averaged over the batch.
+``scales`` (scale jitter); then per image, at its own size (no padding to the batch's largest; BatchNorm
+statistics are the image's own): backbone, anchors, anchor targets and the RPN losses; proposals (detached,
+as in approximate joint training); RoI targets, RoI pooling, the box head and the RoI losses. The loss is
+the sum of the four terms, averaged over the batch.
 
 Checkpoints (:mod:`frcnn.models.checkpoint`) are written every ``checkpoint_every`` steps with the optimiser
 and RNG state, so an interrupted run resumes where it stopped and a seed makes a run repeatable; the final
@@ -83,18 +84,20 @@ def training_losses(module: nn.Module, images: list[Tensor], boxes: list[Tensor]
     transform = GeneralizedRCNNTransform(min_size, settings.input.max_size, module.transform.image_mean,
                                          module.transform.image_std)
     transform.eval()  # the size is chosen by the caller
-    image_list, targets = transform(images, [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels,
-                                                                                            strict=True)])
-    out = module.backbone(image_list.tensors)  # (N, C, Hf, Wf)
-    maps = (out,) if isinstance(out, Tensor) else tuple(out.values())
-    strides = tuple(round(image_list.tensors.shape[-2] / m.shape[-2]) for m in maps)
     train_rpn = dataclasses.replace(settings.rpn, pre_nms_top_n=config.pre_nms_top_n,
                                     post_nms_top_n=config.post_nms_top_n)
     sizes = module.rpn.anchor_generator.sizes
     ratios = module.rpn.anchor_generator.aspect_ratios[0]
     terms = []
-    for i, (size, target) in enumerate(zip(image_list.image_sizes, targets, strict=True)):
-        feats = Features(tuple(m[i:i + 1] for m in maps), tuple(str(k) for k in range(len(maps))), strides)
+    for i, (image, b, lab) in enumerate(zip(images, boxes, labels, strict=True)):
+        # One image at a time through the backbone, at its own size: a batch padded to its largest member
+        # (a portrait beside a landscape pads to a square) would spend up to half the time on padding.
+        image_list, (target,) = transform([image], [{"boxes": b, "labels": lab}])
+        size = image_list.image_sizes[0]
+        out = module.backbone(image_list.tensors)  # (1, C, Hf, Wf)
+        maps = (out,) if isinstance(out, Tensor) else tuple(out.values())
+        strides = tuple(round(image_list.tensors.shape[-2] / m.shape[-2]) for m in maps)
+        feats = Features(maps, tuple(str(k) for k in range(len(maps))), strides)
         rpn = run_rpn_head(module.rpn.head, feats)
         anchors = make_anchors(sizes, ratios, feats.shapes[:len(sizes)], strides[:len(sizes)], tuple(size),
                                maps[0].device)

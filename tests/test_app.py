@@ -30,7 +30,7 @@ def test_backbone_page():
     at = _app()
     at.switch_page("app_pages/backbone.py").run()
     assert not at.exception
-    assert at.metric[2].value.endswith("×256")  # the default model's 256 channels
+    assert at.metric[2].value.endswith("×128")  # the default model's 128 channels
 
 
 def test_url_params_round_trip():

@@ -121,7 +121,7 @@ def _frames() -> list[Image.Image]:
     return [Image.new("RGB", (4, 3), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
 
 
-@pytest.mark.parametrize(("fmt", "kwargs"), [("WEBP", {"lossless": True}), ("PNG", {}), ("TIFF", {})])
+@pytest.mark.parametrize(("fmt", "kwargs"), [("WEBP", {"lossless": True}), ("PNG", {}), ("TIFF", {}), ("GIF", {})])
 def test_animated_or_multi_page_gives_first_frame(fmt: str, kwargs: dict) -> None:
     first, *rest = _frames()
     data = _encode(first, fmt, save_all=True, append_images=rest, duration=100, **kwargs)
@@ -178,7 +178,7 @@ def test_not_an_image(tmp_path: Path, data: bytes) -> None:
         load_image(path)
 
 
-@pytest.mark.parametrize(("fmt", "kwargs"), [("ICO", {}), ("PCX", {}), ("GIF", {})])
+@pytest.mark.parametrize(("fmt", "kwargs"), [("ICO", {}), ("PCX", {}), ("PPM", {})])
 def test_unsupported_formats_are_refused(fmt: str, kwargs: dict) -> None:
     data = _encode(Image.new("RGB", (16, 16), (1, 2, 3)), fmt, **kwargs)
     with pytest.raises(FrcnnError, match="not an image .*format that is not supported"):
@@ -209,7 +209,7 @@ def test_pil_decompression_bomb_guard_becomes_cap_error(monkeypatch: pytest.Monk
 
 def test_constants() -> None:
     assert MAX_PIXELS == 40_000_000
-    assert IMAGE_FORMATS == ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+    assert IMAGE_FORMATS == ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 def test_image_to_numpy_layout() -> None:

@@ -134,7 +134,7 @@ def test_other_architectures_are_refused_naming_what_differs(tmp_path):
     other["rpn.head.cls_logits.bias"] = torch.zeros(9)
     raw = tmp_path / "anchors.pth"
     torch.save(other, raw)
-    with pytest.raises(FrcnnError, match="9 anchors per location in the file, 15 in the model"):
+    with pytest.raises(FrcnnError, match="9 anchors per location in the file, 18 in the model"):
         load_model("default", raw, "cpu")
     mobilenet = tmp_path / "mobilenet.pth"
     torch.save(load_model("mobilenet_v3_fpn", "random", "cpu").module.state_dict(), mobilenet)

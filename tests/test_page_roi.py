@@ -51,12 +51,12 @@ def test_roi_page_foreground_never_grows_with_the_iou_and_pool_switches():
     assert counts == sorted(counts, reverse=True), counts
     assert counts[0] > 0  # the GT boxes themselves are foreground
     before = [_title(s) for s in _specs(at)]
-    assert sum("used by the detector" in t and "RoIPool" in t for t in before) == 2
-    at.selectbox(key="set:roi.pool").select("roi_align").run()
+    assert sum("used by the detector" in t and "RoIAlign" in t for t in before) == 2  # the default model's
+    at.selectbox(key="set:roi.pool").select("roi_pool").run()
     assert not at.exception, at.exception
     after = [_title(s) for s in _specs(at)]
     assert after != before
-    assert sum("used by the detector" in t and "RoIAlign" in t for t in after) == 2
+    assert sum("used by the detector" in t and "RoIPool" in t for t in after) == 2
     at.slider(key="set:roi.output_size").set_value(3).run()
     assert not at.exception, at.exception
     pooled = [s for s in _specs(at) if "output 3×3" in _title(s)]

@@ -47,7 +47,8 @@ def test_detections_equal_torchvision(name):
     module = _reference_copy(det)
     with torch.no_grad():
         ref = module([image.float() / 255])[0]
-    trace = Tracer(det).run(image, settings_from_torchvision(module))
+    stride = {"anchors.stride": det.defaults.anchors.stride}  # the module does not say; its defaults do
+    trace = Tracer(det).run(image, settings_from_torchvision(module).replace(stride))
     d = trace.detections
     assert len(d.boxes) == len(ref["boxes"]) > 0
     torch.testing.assert_close(d.boxes, ref["boxes"], atol=1e-3, rtol=0)
@@ -129,7 +130,7 @@ def test_each_setting_invalidates_only_downstream_stages(detector, scene):
     base = detector.defaults.replace(SMALL)
     tracer.run(image, base, boxes, labels)
     changes = {"rpn.fg_iou_thresh": 0.6, "rpn.pre_nms_top_n": 3000, "roi.fg_iou_thresh": 0.6,
-               "roi.pool": "roi_align", "roi.nms_thresh": 0.4, "anchors.sizes": (48.0, 96.0, 192.0, 384.0)}
+               "roi.pool": "roi_pool", "roi.nms_thresh": 0.4, "anchors.sizes": (48.0, 96.0, 192.0, 384.0)}
     for key, value in changes.items():
         trace = tracer.run(image, base.replace({key: value}), boxes, labels)
         owners = {s for s, keys in STAGE_SETTINGS.items() if key in keys}
@@ -152,18 +153,26 @@ def _downstream(stage):
 
 
 def test_threads_with_different_settings_get_their_own_results(detector, scene):
-    image, boxes, labels = scene
-    variants = [detector.defaults.replace({**SMALL, "rpn.nms_thresh": t, "roi.score_thresh": s})
-                for t, s in [(0.3, 0.1), (0.5, 0.2), (0.7, 0.05), (0.9, 0.3)]]
-    expected = [Tracer(detector, StageCache()).run(image, s, boxes, labels) for s in variants]
+    """8 threads, one shared model and cache, 8 settings over 2 images: each equals its single-threaded trace."""
+    from frcnn.data.dataset import scene_tensors
+
+    scenes = [scene, scene_tensors(3, 2)]
+    pairs = [(0.3, 0.1), (0.5, 0.2), (0.7, 0.05), (0.9, 0.3), (0.4, 0.0), (0.6, 0.15), (0.8, 0.25), (0.55, 0.5)]
+    variants = [detector.defaults.replace({**SMALL, "rpn.nms_thresh": t, "roi.score_thresh": s,
+                                           "rpn.sample_seed": i}) for i, (t, s) in enumerate(pairs)]
+    jobs = [(scenes[i % 2], v) for i, v in enumerate(variants)]
+    expected = [Tracer(detector, StageCache()).run(img, s, b, lab) for (img, b, lab), s in jobs]
     shared = Tracer(detector, StageCache())
-    results = [None] * len(variants)
+    results = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))
 
     def work(i):
+        (img, b, lab), s = jobs[i]
+        start.wait()  # all at once
         for _ in range(2):
-            results[i] = shared.run(image, variants[i], boxes, labels)
+            results[i] = shared.run(img, s, b, lab)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(variants))]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
     for t in threads:
         t.start()
     for t in threads:
@@ -171,6 +180,7 @@ def test_threads_with_different_settings_get_their_own_results(detector, scene):
     for got, want in zip(results, expected, strict=True):
         assert torch.equal(got.proposals.boxes, want.proposals.boxes)
         assert torch.equal(got.detections.boxes, want.detections.boxes)
+        assert torch.equal(got.detections.scores, want.detections.scores)
         assert torch.equal(got.anchor_targets.sampled_positive, want.anchor_targets.sampled_positive)
     assert len({len(r.detections.boxes) for r in results}) > 1  # the settings really differed
     assert len({r.proposals.counts["nms"] for r in results}) > 1
@@ -212,11 +222,11 @@ def test_anchors_that_do_not_fit_the_head_fall_back_with_a_note(detector, scene)
     trace = Tracer(detector).run(image, settings)
     assert trace.anchors_source == "model"
     assert trace.anchors.num_per_location == (6,)
-    assert trace.rpn_anchors.num_per_location == (15,)
+    assert trace.rpn_anchors.num_per_location == (18,)
     assert any("anchors per location" in n for n in trace.notes)
-    other_stride = Tracer(detector).run(image, settings.replace({"anchors.sizes": (32, 64, 128, 256, 512),
-                                                                 "anchors.stride": 8}))
-    assert other_stride.anchors.strides == (8,) and other_stride.anchors_source == "model"
+    other_stride = Tracer(detector).run(image, settings.replace({"anchors.sizes": (16, 32, 64, 128, 256, 512),
+                                                                 "anchors.stride": 16}))
+    assert other_stride.anchors.strides == (16,) and other_stride.anchors_source == "model"
 
 
 def test_cache_is_bounded():
@@ -237,7 +247,7 @@ def test_anchor_settings_that_fall_back_to_the_models_anchors_keep_the_proposals
     tracer = Tracer(detector)
     base = detector.defaults.replace(SMALL)
     tracer.run(image, base, boxes, labels)
-    other = tracer.run(image, base.replace({"anchors.stride": 8}), boxes, labels)  # the head cannot use these
+    other = tracer.run(image, base.replace({"anchors.stride": 16}), boxes, labels)  # the head cannot use these
     assert other.anchors_source == "model"
     assert {"proposals", "roi_pooling", "box_head", "detections"} <= set(other.cached)
     assert "anchors" not in other.cached and "anchor_targets" not in other.cached

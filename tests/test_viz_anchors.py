@@ -65,9 +65,11 @@ def test_counts_are_the_traces(setup):
     trace = run()
     c = anchor_counts(trace)
     (h, w), = trace.anchors.grid_sizes
-    assert c["total"] == len(trace.anchors.boxes) == h * w * 15
+    (k,), (stride,) = trace.anchors.num_per_location, trace.anchors.strides
+    assert (k, stride) == (18, 8)  # the default model: 6 sizes x 3 ratios at stride 8
+    assert c["total"] == len(trace.anchors.boxes) == h * w * k
     assert c["inside"] == trace.counts()["inside"]
-    assert (c["per_location"], c["grid"], c["stride"]) == ("15", f"{w}×{h}", "16")
+    assert (c["per_location"], c["grid"], c["stride"]) == (str(k), f"{w}×{h}", str(stride))
 
 
 def test_all_anchors_at_every_location_are_drawn_once(setup):
@@ -79,7 +81,7 @@ def test_all_anchors_at_every_location_are_drawn_once(setup):
     assert fig.layout.title.text.startswith(f"{drawn:,} of {drawn:,} anchors drawn")
     inside = anchors_figure(image, trace, scope="inside", every=1)
     iy, ix = pick_location(trace, None)
-    k = 15
+    (k,) = trace.anchors.num_per_location
     here = trace.anchors.location_index(0, iy, ix)
     outside_here = int((~trace.anchors.inside[here]).sum())
     assert sum(_n_boxes(t) for t in _lines(inside, "size ")) == int(trace.anchors.inside.sum()) + outside_here
@@ -91,11 +93,12 @@ def test_thinning_keeps_every_nth_location_around_the_chosen_one(setup):
     run, _, image = setup
     trace = run()
     (h, w), = trace.anchors.grid_sizes
+    (k,) = trace.anchors.num_per_location
     for every, point in [(3, None), (5, (10.0, 20.0)), (8, (1e4, 1e4))]:
         iy, ix = pick_location(trace, point)
         fig = anchors_figure(image, trace, point=point, scope="all", every=every)
         cells = sum((i - iy) % every == 0 and (j - ix) % every == 0 for i in range(h) for j in range(w))
-        assert sum(_n_boxes(t) for t in _lines(fig, "size ")) == cells * 15
+        assert sum(_n_boxes(t) for t in _lines(fig, "size ")) == cells * k
 
 
 def test_the_chosen_location_is_the_nearest_centre_and_its_k_anchors_share_it(setup):
@@ -103,17 +106,18 @@ def test_the_chosen_location_is_the_nearest_centre_and_its_k_anchors_share_it(se
     trace = run()
     hh, ww = trace.image_size
     sy, sx = trace.preprocess.scale
+    (k,), (st,) = trace.anchors.num_per_location, trace.anchors.strides
     for point in [None, (30.0, 40.0), (ww - 1.0, 5.0)]:
         px, py = point or (ww / 2, hh / 2)
         iy, ix = pick_location(trace, point)
         (gh, gw), = trace.anchors.grid_sizes
-        best = min(((j * 16 / sx - px) ** 2 + (i * 16 / sy - py) ** 2, (i, j)) for i in range(gh) for j in range(gw))
+        best = min(((j * st / sx - px) ** 2 + (i * st / sy - py) ** 2, (i, j)) for i in range(gh) for j in range(gw))
         assert (iy, ix) == best[1]
         fig = anchors_figure(image, trace, point=point, scope="location", colour_by="ratio")
         boxes = np.concatenate([_outline_boxes(t) for t in _lines(fig, "ratio ")])
-        assert len(boxes) == 15
+        assert len(boxes) == k
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-        assert np.allclose(centres, [ix * 16 / sx, iy * 16 / sy], atol=1e-3)
+        assert np.allclose(centres, [ix * st / sx, iy * st / sy], atol=1e-3)
 
 
 def test_size_and_ratio_filters(setup):

@@ -24,8 +24,10 @@ def test_cell_size_is_stride_over_scale(trace):
     t, _ = trace
     ch, cw = cell_size(t)
     sy, sx = t.preprocess.scale
-    assert (ch, cw) == pytest.approx((16 / sy, 16 / sx))
-    assert cw == pytest.approx(16 * 300 / t.preprocess.image_size[1])
+    (stride,) = t.features.strides
+    assert stride == 8  # the default model's
+    assert (ch, cw) == pytest.approx((stride / sy, stride / sx))
+    assert cw == pytest.approx(stride * 300 / t.preprocess.image_size[1])
 
 
 def test_heatmap_is_the_mean_or_a_channel(trace):

@@ -8,8 +8,9 @@ What the loader does, in order:
 1. reads the whole source (path, bytes or binary file object) into memory; a zero-byte file is refused;
 2. opens it with PIL, letting PIL try only :data:`IMAGE_FORMATS` (sniffed from the content, never from
    the extension, so ``photo.png`` holding a JPEG is fine and a text file called ``x.png`` is not);
-3. checks ``W * H`` against ``max_pixels`` before any pixel is decoded (PIL knows the size after
-   reading the header), and turns PIL's own decompression-bomb guard into the same one-line error;
+3. checks ``W * H`` against ``max_pixels`` and the sides' ratio against :data:`MAX_ASPECT` before any pixel
+   is decoded (PIL knows the size after reading the header), and turns PIL's own decompression-bomb guard
+   into the same one-line error;
 4. keeps the first frame of an animated or multi-page image;
 5. decodes every pixel (``img.load()``), so a truncated or corrupt file fails here, not later;
 6. applies the EXIF orientation, so the tensor is upright the way a photo viewer shows it;
@@ -39,8 +40,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from frcnn.errors import FrcnnError
 
 MAX_PIXELS: int = 40_000_000  # pixel cap: larger images are refused with a message that names the cap
-IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")  # PIL format names, sniffed
-_FORMATS_TEXT = "PNG, JPEG, WebP, BMP, TIFF"  # IMAGE_FORMATS as users spell them, for messages
+MAX_ASPECT: int = 50  # longer side / shorter side: thinner images are refused (a 1-px line is not a picture)
+IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # PIL format names, sniffed
+_FORMATS_TEXT = "PNG, JPEG, WebP, GIF, BMP, TIFF"  # IMAGE_FORMATS as users spell them, for messages
 
 _UINT16_MAX = 65535
 _UINT16_TO_UINT8 = 257  # 65535 / 255: maps 0..65535 onto 0..255 exactly
@@ -174,6 +176,9 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     width, height = img.size
     if width <= 0 or height <= 0:
         raise FrcnnError(f"{name}: image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise FrcnnError(f"{name}: {width}x{height} is too thin to detect objects in "
+                         f"(sides more than {MAX_ASPECT}:1)")
     if width * height > max_pixels:
         raise FrcnnError(
             f"{name}: {width}x{height} = {width * height} pixels is over the cap of {max_pixels} pixels"

@@ -19,6 +19,7 @@ path to a checkpoint / state dict (read with ``torch.load(weights_only=True)``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,12 +69,14 @@ def _shape_classes() -> tuple[str, ...]:
 
 DEFAULT_SETTINGS = Settings(
     input=InputSettings(min_size=512, max_size=1024),
-    anchors=AnchorSettings(sizes=(32.0, 64.0, 128.0, 256.0, 512.0), ratios=(0.5, 1.0, 2.0), stride=16),
+    anchors=AnchorSettings(sizes=(16.0, 32.0, 64.0, 128.0, 256.0, 512.0), ratios=(0.5, 1.0, 2.0), stride=8),
     rpn=RPNSettings(ignore_cross_boundary=False, pre_nms_top_n=6000, post_nms_top_n=300, min_size=8.0),
+    roi=dataclasses.replace(PAPER.roi, pool="roi_align"),
 )
-"""The default model's settings: the paper's, with anchors for 16..500-px objects at a 512-px input, and
-cross-boundary anchors kept in training (torchvision's choice: with 512-px anchors on a 512-px image the
-paper's rule would leave the largest objects almost no anchor to learn from)."""
+"""The default model's settings: the paper's, with anchors for 16..500-px objects on a stride-8 map (the
+synthetic scenes' smallest objects are 16 px), RoIAlign (a 16-px object covers only two cells, which RoIPool
+would quantise away), and cross-boundary anchors kept in training (torchvision's choice: with 512-px anchors
+on a 512-px image the paper's rule would leave the largest objects almost no anchor to learn from)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,6 +2,11 @@
 normalise with the backbone's mean and std, and pad to a multiple of 32 (torchvision's
 ``GeneralizedRCNNTransform``, used as is).
 
+An image much larger than the network input (more than ``PRESHRINK`` times its size per side: a 24-megapixel
+photo for a 512-px input) is first shrunk as uint8 with antialiasing, to ``PRESHRINK`` times the network
+size, so the float copies the transform makes stay small (memory bounded by the input settings, not by the
+upload); the transform then resizes the rest of the way, as usual.
+
 Shapes: the original image is (3, H, W) uint8; the network input is (1, 3, Hp, Wp) float with the resized
 image of (h, w) in its top-left corner. Boxes map between the two by the per-axis ratios h / H and w / W.
 """
@@ -13,10 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.transforms.v2.functional import resize
 
+from frcnn.errors import FrcnnError
 from frcnn.settings import InputSettings
 
 SIZE_DIVISIBLE = 32  # torchvision pads the batch to a multiple of this
+PRESHRINK = 2  # images over this many times the network input size (per side) are first shrunk as uint8
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,14 @@ def preprocess(
     image: Tensor, settings: InputSettings, image_mean: list[float], image_std: list[float]
 ) -> Preprocessed:
     """Args: image (3, H, W) uint8 or float in [0, 1], on the model's device."""
+    H, W = int(image.shape[-2]), int(image.shape[-1])
+    factor = network_scale((H, W), settings)
+    if min(H, W) * factor < 1:  # torchvision's transform would make a 0-px side and fail
+        raise FrcnnError(f"a {W}x{H} image is too thin for the network input: at input.max_size="
+                         f"{settings.max_size} its shorter side would be under 1 px")
+    if factor * PRESHRINK < 1:
+        size = [max(1, round(H * factor * PRESHRINK)), max(1, round(W * factor * PRESHRINK))]
+        image = resize(image, size, antialias=True)  # uint8 stays uint8: no full-size float copy
     if image.dtype == torch.uint8:
         image = image.float().div_(255.0)
     transform = GeneralizedRCNNTransform(settings.min_size, settings.max_size, image_mean, image_std,
@@ -42,8 +58,14 @@ def preprocess(
     transform.eval()  # eval uses min_size as given (training would draw from a tuple)
     image_list, _ = transform([image])
     (h, w) = image_list.image_sizes[0]
-    H, W = int(image.shape[-2]), int(image.shape[-1])
     return Preprocessed(image_list.tensors, (int(h), int(w)), (H, W), (h / H, w / W))
+
+
+def network_scale(size: tuple[int, int], settings: InputSettings) -> float:
+    """The factor torchvision's transform resizes an image of ``size`` (H, W) by: shorter side to ``min_size``
+    unless that takes the longer side over ``max_size``."""
+    short, long = min(size), max(size)
+    return min(settings.min_size / short, settings.max_size / long)
 
 
 def to_original(boxes: Tensor, scale: tuple[float, float]) -> Tensor:
