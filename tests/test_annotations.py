@@ -93,6 +93,13 @@ def test_voc_hand_written_is_one_based(tmp_path: Path) -> None:
     assert gt.labels.tolist() == [2, 1]
 
 
+def test_voc_written_for_another_image_is_reported() -> None:
+    gt = load_annotations(VOC.encode(), SIZE, image_name="photos/other.png", fmt="voc")
+    assert len(gt) == 2 and any("written for" in r and "'other.png'" in r for r in gt.report)
+    same = load_annotations(VOC.encode(), SIZE, image_name="uploads/A.PNG", fmt="voc")  # its <filename> a.png
+    assert not any("written for" in r for r in same.report)
+
+
 def test_yolo_hand_written_with_and_without_class_names(tmp_path: Path) -> None:
     path = _write(tmp_path, "a.txt", YOLO)
     gt = load_annotations(path, SIZE, class_names=CLASSES)

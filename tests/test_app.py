@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -57,6 +58,23 @@ def test_a_crafted_url_is_refused_with_a_message_not_an_exception():
     messages = " ".join(w.value for w in at.warning)
     assert "not applied" in messages.lower() and "evil" in messages
     assert at.session_state["settings"].rpn.nms_thresh == 0.7
+
+
+CRAFTED = {"rpn.post_nms_top_n": "99999", "rpn.pre_nms_top_n": "10", "anchors.ratios": "", "rpn.bg_iou_thresh": "0.9",
+           "roi.score_thresh": "nan", "input.min_size": "1e12", "anchors.sizes": "16," * 40, "roi.pool": "__import__",
+           "sample": "../../etc/passwd", "device": "cuda:7", "rpn.nms_thresh": "0.6"}
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (Path(APP).parent / "app_pages").glob("[!_]*.py")))
+def test_a_crafted_url_cannot_crash_any_page(page):
+    """Inconsistent, out-of-range, wrong-type and hostile values: every page runs, the valid key applies."""
+    at = _app(CRAFTED)
+    assert "not applied" in " ".join(w.value for w in at.warning).lower()  # said once, where the link lands
+    at.switch_page(f"app_pages/{page}").run()
+    assert not at.exception, at.exception
+    assert at.session_state["settings"].rpn.nms_thresh == 0.6  # the one valid setting
+    s = at.session_state["settings"]
+    assert s.rpn.post_nms_top_n <= s.rpn.pre_nms_top_n and s.anchors.ratios and s.input.min_size <= 4096
 
 
 def test_promote_and_clear_ground_truth():

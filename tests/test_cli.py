@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from frcnn.__main__ import main
 from frcnn.data.shapes import SceneConfig, write_coco_dataset
@@ -84,6 +87,13 @@ def test_tuple_sweep_and_set(scene_dir, tmp_path, capsys):
                                                                                      [64, 128, 256, 512]]
 
 
+class _Evil:
+    """Unpickling this would call os.system; weights_only loading must refuse it without calling it."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
 @pytest.mark.parametrize("make, args, words", [
     (None, ["trace", "MISSING.png"], "no such file"),
     ("text", ["trace", "FILE"], "not an image"),
@@ -94,6 +104,13 @@ def test_tuple_sweep_and_set(scene_dir, tmp_path, capsys):
     ("scene", ["trace", "FILE", "--gt", "MISSING.json"], "no such file"),
     ("scene", ["trace", "FILE", "--weights", "MISSING.pt"], "no such file"),
     ("scene", ["trace", "FILE", "--device", "tpu"], "device"),
+    ("empty", ["trace", "FILE"], "empty file"),
+    ("thin", ["trace", "FILE"], "too thin"),
+    ("bomb", ["trace", "FILE"], "over the cap of 40000000 pixels"),
+    ("scene", ["trace", "FILE", "--gt", "XMLBOMB"], "DTD or entities is refused"),
+    ("scene", ["trace", "FILE", "--weights", "PICKLE"], "refused, not a plain weights file"),
+    ("scene", ["trace", "FILE", "--set", "rpn.pre_nms_top_n=10", "--set", "rpn.post_nms_top_n=300"], "post_nms"),
+    ("scene", ["trace", "FILE", "--set", "anchors.ratios="], "anchors.ratios"),
 ])
 def test_user_mistakes_exit_2_with_one_line(make, args, words, scene_dir, tmp_path, capsys):
     path = tmp_path / "file.png"
@@ -104,7 +121,20 @@ def test_user_mistakes_exit_2_with_one_line(make, args, words, scene_dir, tmp_pa
         path.write_bytes(data[: len(data) // 2])
     elif make == "scene":
         path = Path(_image(scene_dir))
-    args = [a.replace("FILE", str(path)).replace("MISSING", str(tmp_path / "missing")) for a in args]
+    elif make == "empty":
+        path.write_bytes(b"")
+    elif make == "thin":
+        Image.new("RGB", (1, 60)).save(path)
+    elif make == "bomb":  # 50 megapixels of 1-bit zeros: a few kB on disk
+        Image.new("1", (10_000, 5_000)).save(path)
+    xml_bomb = tmp_path / "bomb.xml"
+    entities = "".join(f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 8))
+    xml_bomb.write_text(f'<?xml version="1.0"?><!DOCTYPE annotation [<!ENTITY l0 "ha">{entities}]>'
+                        "<annotation>&l7;</annotation>")
+    pickle_file = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "hook": _Evil()}, pickle_file)
+    args = [a.replace("FILE", str(path)).replace("MISSING", str(tmp_path / "missing"))
+            .replace("XMLBOMB", str(xml_bomb)).replace("PICKLE", str(pickle_file)) for a in args]
     code, _, err = _run(args + ["--weights", "random"] if "--weights" not in args else args, capsys)
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

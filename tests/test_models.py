@@ -136,6 +136,16 @@ def test_other_architectures_are_refused_naming_what_differs(tmp_path):
     torch.save(other, raw)
     with pytest.raises(FrcnnError, match="9 anchors per location in the file, 18 in the model"):
         load_model("default", raw, "cpu")
+    classes = dict(state)  # a head for 3 classes, but box regression still for 6: inconsistent
+    classes["roi_heads.box_predictor.cls_score.weight"] = torch.zeros(3, 256)
+    classes["roi_heads.box_predictor.cls_score.bias"] = torch.zeros(3)
+    torch.save(classes, raw)
+    with pytest.raises(FrcnnError, match=r"bbox_pred.weight has shape \[24, 256\] in the file, \[12, 256\]"):
+        load_model("default", raw, "cpu")
+    classes["roi_heads.box_predictor.bbox_pred.weight"] = torch.zeros(12, 256)  # consistent: a 3-class model
+    classes["roi_heads.box_predictor.bbox_pred.bias"] = torch.zeros(12)
+    torch.save(classes, raw)
+    assert len(load_model("default", raw, "cpu").class_names) == 3
     mobilenet = tmp_path / "mobilenet.pth"
     torch.save(load_model("mobilenet_v3_fpn", "random", "cpu").module.state_dict(), mobilenet)
     with pytest.raises(FrcnnError, match="not a default model"):

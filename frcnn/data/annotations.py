@@ -128,7 +128,7 @@ def load_annotations(
         raise FrcnnError(f"{name}: empty file (0 bytes)")
     fmt = fmt or detect_format(_sniff_text(data), name)
     if fmt == "voc":
-        parsed = _parse_voc(data, name, (width, height))
+        parsed = _parse_voc(data, name, image_name, (width, height))
     else:
         text = _decode(data, name)
         if fmt == "coco":
@@ -490,7 +490,7 @@ def _dump_coco(
 # ---- Pascal VOC --------------------------------------------------------------------------------------
 
 
-def _parse_voc(data: bytes, name: str, image_size: tuple[int, int]) -> _Parsed:
+def _parse_voc(data: bytes, name: str, image_name: str | None, image_size: tuple[int, int]) -> _Parsed:
     """Boxes of a Pascal VOC XML file (1-based inclusive pixels -> (x1, y1, x2, y2))."""
     try:
         root = DET.fromstring(data)
@@ -520,6 +520,10 @@ def _parse_voc(data: bytes, name: str, image_size: tuple[int, int]) -> _Parsed:
     notes = (
         _size_note((size.findtext("width"), size.findtext("height")), image_size) if size is not None else []
     )
+    written_for = os.path.basename((root.findtext("filename") or "").strip())
+    if image_name and written_for and written_for.lower() != os.path.basename(image_name).lower():
+        notes.append(f"written for {written_for[:80]!r}, not {os.path.basename(image_name)!r}: check it is this "
+                     "image's file")
     return _Parsed(boxes, names, notes)
 
 
