@@ -3,7 +3,9 @@
     python benchmarks/trace_times.py [--model default] [--size 512] [--repeat 5] [--json OUT]
 
 A cold trace uses a fresh stage cache; a warm re-trace first traces with the model's defaults, then
-changes one setting and traces again (what a slider does). Prints a table; never part of the test run.
+changes one setting and traces again (what a slider does); stages taken from the cache count 0 ms. Peak
+memory is the process's peak RSS on the CPU (run one model per process, as ``benchmarks/run.py`` does) or
+CUDA's max allocated. Prints a table; never part of the test run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -33,6 +36,64 @@ CHANGES = {
 }
 
 
+def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", device: str = "auto") -> dict:
+    """Per-stage medians of a cold trace and of a re-trace after each change in :data:`CHANGES`, peak memory."""
+    det = load_model(model, weights, device)
+    image, boxes, labels = scene_tensors(2026, 0, SceneConfig(min_side=size, max_side=size))
+    image, boxes, labels = image.to(det.device), boxes.to(det.device), labels.to(det.device)
+    settings = det.defaults.replace({"input.min_size": size, "input.max_size": max(size, 1000)})
+    sync = torch.cuda.synchronize if det.device.type == "cuda" else (lambda: None)
+    if det.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    Tracer(det, StageCache()).run(image, settings, boxes, labels)  # warm-up
+    cold, cold_wall = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        cold.append(Tracer(det, StageCache()).run(image, settings, boxes, labels))
+        sync()
+        cold_wall.append((time.perf_counter() - start) * 1000)
+    stages = list(cold[0].timings_ms)
+    table = {"cold": {s: statistics.median(t.timings_ms[s] for t in cold) for s in stages}}
+    walls = {"cold": statistics.median(cold_wall)}
+    reran_backbone = {}
+    for name, change in CHANGES.items():
+        runs, wall = [], []
+        for _ in range(repeat):
+            tracer = Tracer(det, StageCache())
+            tracer.run(image, settings, boxes, labels)
+            sync()
+            start = time.perf_counter()
+            runs.append(tracer.run(image, settings.replace(change), boxes, labels))
+            sync()
+            wall.append((time.perf_counter() - start) * 1000)
+        table[name] = {s: statistics.median(t.timings_ms[s] if s not in t.cached else 0.0 for t in runs)
+                       for s in stages}
+        walls[name] = statistics.median(wall)
+        reran_backbone[name] = "backbone" not in runs[0].cached
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if det.device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    device_name = torch.cuda.get_device_name(det.device) if det.device.type == "cuda" else (
+        f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    return {"model": model, "weights": det.weights, "size": size, "repeat": repeat, "device": device_name,
+            "stages_ms": table, "wall_ms": walls,
+            "speedup": {k: walls["cold"] / max(v, 1e-6) for k, v in walls.items()},
+            "reran_backbone": reran_backbone, "peak_mb": round(peak, 1),
+            "peak_kind": "CUDA max allocated" if det.device.type == "cuda" else "process peak RSS"}
+
+
+def print_result(r: dict) -> None:
+    table, walls = r["stages_ms"], r["wall_ms"]
+    print(f"model {r['model']} ({r['weights']}), {r['size']}x{r['size']} scene, median of {r['repeat']}; "
+          f"{r['device']}; peak {r['peak_mb']:.0f} MB ({r['peak_kind']})")
+    print(f"{'stage (ms)':<16}" + "".join(f"{k:>16}" for k in table))
+    for s in table["cold"]:
+        print(f"{s:<16}" + "".join(f"{table[k][s]:>16.1f}" for k in table))
+    print(f"{'wall (ms)':<16}" + "".join(f"{walls[k]:>16.1f}" for k in table))
+    print(f"{'speed-up':<16}" + "".join(f"{r['speedup'][k]:>15.1f}x" for k in table))
+    print(f"{'backbone rerun':<16}" + "".join(f"{'-' if k == 'cold' else str(r['reran_backbone'][k]):>16}"
+                                             for k in table))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="default")
@@ -42,38 +103,10 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json")
     args = p.parse_args()
-    det = load_model(args.model, args.weights, args.device)
-    image, boxes, labels = scene_tensors(2026, 0, SceneConfig(min_side=args.size, max_side=args.size))
-    settings = det.defaults.replace({"input.min_size": args.size, "input.max_size": max(args.size, 1000)})
-    Tracer(det, StageCache()).run(image, settings, boxes, labels)  # warm-up
-    cold = [Tracer(det, StageCache()).run(image, settings, boxes, labels) for _ in range(args.repeat)]
-    stages = list(cold[0].timings_ms)
-    table = {"cold": {s: statistics.median(t.timings_ms[s] for t in cold) for s in stages}}
-    totals = {"cold": statistics.median(sum(t.timings_ms.values()) for t in cold)}
-    walls = {}
-    for name, change in CHANGES.items():
-        runs, wall = [], []
-        for _ in range(args.repeat):
-            tracer = Tracer(det, StageCache())
-            tracer.run(image, settings, boxes, labels)
-            start = time.perf_counter()
-            runs.append(tracer.run(image, settings.replace(change), boxes, labels))
-            wall.append((time.perf_counter() - start) * 1000)
-        table[name] = {s: statistics.median(t.timings_ms[s] for t in runs) for s in stages}
-        totals[name] = statistics.median(sum(t.timings_ms.values()) for t in runs)
-        walls[name] = statistics.median(wall)
-        assert "backbone" in runs[0].cached or name == "anchor size" and "backbone" in runs[0].cached
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, {det.device}"
-    print(f"model {args.model} ({det.weights}), {args.size}x{args.size} scene, median of {args.repeat}; {machine}")
-    header = f"{'stage':<16}" + "".join(f"{k:>16}" for k in table)
-    print(header)
-    for s in stages:
-        print(f"{s:<16}" + "".join(f"{table[k][s]:>16.1f}" for k in table))
-    print(f"{'total (ms)':<16}" + "".join(f"{totals[k]:>16.1f}" for k in table))
-    print(f"{'speed-up':<16}" + "".join(f"{totals['cold'] / max(totals[k], 1e-6):>15.1f}x" for k in table))
+    result = measure(args.model, args.size, args.repeat, args.weights, args.device)
+    print_result(result)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "model": args.model, "size": args.size,
-                                               "stages_ms": table, "totals_ms": totals, "wall_ms": walls}, indent=1))
+        Path(args.json).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from frcnn.stages.detections import Detections, detect
 from frcnn.stages.losses import Losses, roi_losses, rpn_losses
 from frcnn.stages.preprocess import Preprocessed, preprocess, to_network, to_original
 from frcnn.stages.proposals import Proposals, propose
-from frcnn.stages.roi_pooling import PooledRoIs, pool_rois
+from frcnn.stages.roi_pooling import PooledRoIs, pool_rois, spatial_scale
 from frcnn.stages.roi_targets import RoITargets, roi_targets
 from frcnn.stages.rpn_head import RPNOutput, run_rpn_head
 
@@ -256,10 +256,12 @@ class Tracer:
             rpn = run.stage("rpn_head", lambda: run_rpn_head(det.module.rpn.head, feats))
             props = run.stage("proposals", lambda: propose(rpn_anchors.boxes, rpn.objectness, rpn.deltas,
                                                            rpn.num_per_level, pre.image_size, settings.rpn))
+            memo = run.keys["backbone"]  # per-RoI results are reused while the features stay the same
             pooled = run.stage("roi_pooling", lambda: self._pool(feats, props.boxes, pre, settings.roi.pool,
                                                                  settings.roi.output_size,
-                                                                 settings.roi.sampling_ratio))
-            head = run.stage("box_head", lambda: self._box_head(feats, props.boxes, pre, pooled))
+                                                                 settings.roi.sampling_ratio, memo))
+            head = run.stage("box_head", lambda: self._box_head(feats, props.boxes, pre, pooled,
+                                                                settings.roi.sampling_ratio, memo))
             if pooled.output_size != det.pool_output_size:
                 notes.append(f"the box head was trained on {det.pool_output_size}x{det.pool_output_size} RoIs: "
                              f"detections pool at that size, not {pooled.output_size}")
@@ -272,7 +274,7 @@ class Tracer:
                 r_targets = run.stage("roi_targets", lambda: roi_targets(props.boxes, gt_net, gt_labels,
                                                                          settings.roi))
                 losses = run.stage("losses", lambda: self._losses(
-                    settings, feats, pre, rpn, rpn_anchors, source, a_targets, r_targets, gt_net))
+                    settings, feats, pre, rpn, rpn_anchors, source, a_targets, r_targets, gt_net, memo))
                 if losses.roi_classifier is None:
                     notes.append("RoI losses need ground-truth classes the model knows "
                                  f"(labels 1..{len(det.class_names) - 1})")
@@ -330,18 +332,49 @@ class Tracer:
         names = self.detector.pooled_feature_names
         return tuple(feats.names.index(n) for n in names if n in feats.names) or (0,)
 
-    def _pool(self, feats: Features, boxes: Tensor, pre: Preprocessed, op: str, size: int, ratio: int) -> PooledRoIs:
-        return pool_rois(feats, boxes, pre.image_size, op, size, ratio, self._pooled_levels(feats))
+    def _pool(self, feats: Features, boxes: Tensor, pre: Preprocessed, op: str, size: int, ratio: int,
+              memo: str | None = None) -> PooledRoIs:
+        """Pool ``boxes``; with ``memo`` (the features' key) RoIs pooled before on these features are reused."""
+        levels = self._pooled_levels(feats)
+        if memo is None:
+            return pool_rois(feats, boxes, pre.image_size, op, size, ratio, levels)
 
-    def _box_head(self, feats: Features, boxes: Tensor, pre: Preprocessed, pooled: PooledRoIs) -> BoxHeadOutput:
+        def compute(b: Tensor) -> tuple[Tensor, Tensor]:
+            p = pool_rois(feats, b, pre.image_size, op, size, ratio, levels)
+            return p.features, p.level
+
+        key = _memo_key("roi_pooling", self.detector.key, memo, op, size, ratio, levels)
+        features, level = _per_roi(self.cache, key, boxes, compute)
+        scales = tuple(spatial_scale(feats.maps[i].shape[-2:], pre.image_size) for i in levels)
+        return PooledRoIs(features, boxes, level, scales, op, size)
+
+    def _head(self, feats: Features, boxes: Tensor, pre: Preprocessed, op: str, size: int, ratio: int,
+              memo: str | None = None) -> BoxHeadOutput:
+        """The box head on ``boxes`` pooled by (op, size, ratio); with ``memo``, per RoI as :meth:`_pool`."""
         det = self.detector
-        if pooled.output_size != det.pool_output_size:
-            pooled = self._pool(feats, boxes, pre, pooled.op, det.pool_output_size, 2)
-        return run_box_head(det.module.roi_heads.box_head, det.module.roi_heads.box_predictor, pooled.features)
+
+        def compute(b: Tensor) -> tuple[Tensor, Tensor]:
+            pooled = self._pool(feats, b, pre, op, size, ratio, memo)
+            out = run_box_head(det.module.roi_heads.box_head, det.module.roi_heads.box_predictor, pooled.features)
+            return out.class_logits, out.box_deltas
+
+        if memo is None:
+            return BoxHeadOutput(*compute(boxes))
+        key = _memo_key("box_head", det.key, memo, op, size, ratio)
+        return BoxHeadOutput(*_per_roi(self.cache, key, boxes, compute))
+
+    def _box_head(self, feats: Features, boxes: Tensor, pre: Preprocessed, pooled: PooledRoIs, ratio: int,
+                  memo: str | None = None) -> BoxHeadOutput:
+        det = self.detector
+        if pooled.output_size != det.pool_output_size:  # the head takes only its own size: pool again at it
+            return self._head(feats, boxes, pre, pooled.op, det.pool_output_size, 2, memo)
+        if memo is None:
+            return run_box_head(det.module.roi_heads.box_head, det.module.roi_heads.box_predictor, pooled.features)
+        return self._head(feats, boxes, pre, pooled.op, pooled.output_size, ratio, memo)
 
     def _losses(self, settings: Settings, feats: Features, pre: Preprocessed, rpn: RPNOutput,
                 rpn_anchors: Anchors, source: str, a_targets: AnchorTargets, r_targets: RoITargets,
-                gt_net: Tensor) -> Losses:
+                gt_net: Tensor, memo: str | None = None) -> Losses:
         det = self.detector
         if source == "model":  # the RPN decoded the model's anchors: label those for its loss
             a_targets = anchor_targets(rpn_anchors.boxes, rpn_anchors.inside, gt_net, settings.rpn)
@@ -349,9 +382,8 @@ class Tracer:
         num_classes = len(det.class_names)
         if bool(((r_targets.labels < 0) | (r_targets.labels >= num_classes)).any()):
             return Losses(rpn_cls, rpn_box, None, None)
-        pooled = self._pool(feats, r_targets.boxes, pre, settings.roi.pool, det.pool_output_size,
-                            settings.roi.sampling_ratio)
-        head = run_box_head(det.module.roi_heads.box_head, det.module.roi_heads.box_predictor, pooled.features)
+        head = self._head(feats, r_targets.boxes, pre, settings.roi.pool, det.pool_output_size,
+                          settings.roi.sampling_ratio, memo)
         roi_cls, roi_box = roi_losses(head.class_logits, head.box_deltas, r_targets.labels,
                                       r_targets.regression_targets)
         return Losses(rpn_cls, rpn_box, roi_cls, roi_box)
@@ -393,6 +425,57 @@ class _Run:
         if result_key is not None:
             self.keys[name] = result_key(value)
         return value
+
+
+def _memo_key(*parts: Any) -> str:
+    return hashlib.sha1(repr(("memo", *parts)).encode()).hexdigest()
+
+
+MEMO_ROWS = 2048  # RoIs remembered per feature map and pooling setting (bounded again by the cache's bytes)
+
+
+@dataclass(frozen=True, eq=False)
+class _RoIMemo:
+    """Per-RoI results already computed on one feature map: row ``index[box bytes]`` of each tensor."""
+
+    index: dict[bytes, int]
+    rows: tuple[Tensor, ...]  # each (M, ...)
+
+
+def _per_roi(cache: StageCache, key: str, boxes: Tensor,
+             compute: Callable[[Tensor], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """``compute(boxes)`` row by row, taking rows already computed for the same RoI (exact coordinates) from
+    the memo under ``key``: a slider that changes the proposals (NMS IoU, top-N) changes a few RoIs, and
+    only those are pooled and run through the box head. Pooling is per RoI and gives the same bits; the box
+    head's matrix products may round differently in another batch size (below 1e-5)."""
+    codes = [row.tobytes() for row in boxes.detach().cpu().numpy()]  # (R,) exact coordinates
+    memo = cache.get(key)
+    where = [memo.index.get(c, -1) for c in codes] if memo is not None else [-1] * len(codes)
+    missing = [i for i, w in enumerate(where) if w < 0]
+    if memo is None or len(missing) == len(codes):
+        out = compute(boxes)
+    else:
+        hit = [i for i, w in enumerate(where) if w >= 0]
+        out = tuple(torch.empty((len(codes), *r.shape[1:]), dtype=r.dtype, device=r.device) for r in memo.rows)
+        for o, r in zip(out, memo.rows, strict=True):
+            o[hit] = r[torch.tensor([where[i] for i in hit], device=r.device)]
+        if missing:
+            for o, n in zip(out, compute(boxes[missing]), strict=True):
+                o[missing] = n
+    if missing:
+        first: dict[bytes, int] = {}  # each new RoI once, at its first position
+        for i in missing:
+            first.setdefault(codes[i], i)
+        if memo is not None and len(memo.index) + len(first) <= MEMO_ROWS:
+            index = {**memo.index, **{c: len(memo.index) + k for k, c in enumerate(first)}}
+            rows = tuple(torch.cat([r, o[list(first.values())]]) for r, o in zip(memo.rows, out, strict=True))
+        else:  # start again from this call's RoIs
+            for i, c in enumerate(codes):
+                first.setdefault(c, i)
+            index = {c: k for k, c in enumerate(first)}
+            rows = tuple(o[list(first.values())] for o in out)
+        cache.put(key, _RoIMemo(index, rows))
+    return out
 
 
 def _anchors_identity(value: tuple[Anchors, str, str]) -> str:

@@ -106,6 +106,35 @@ def test_nms_change_reuses_backbone_and_rpn_head(scene):
     assert second.proposals.counts["nms"] <= first.proposals.counts["nms"]  # lower IoU suppresses more
 
 
+def test_proposal_changes_pool_and_classify_only_the_new_rois(detector, scene, monkeypatch):
+    """After an NMS or top-N change, RoIs seen before on the same features come from the per-RoI memo: only
+    new ones are pooled and run through the box head, and the result equals a cold trace."""
+    import frcnn.trace as trace_module
+
+    pooled_rows = []
+    real = trace_module.pool_rois
+
+    def counting(feats, boxes, *args, **kwargs):
+        pooled_rows.append(len(boxes))
+        return real(feats, boxes, *args, **kwargs)
+
+    monkeypatch.setattr(trace_module, "pool_rois", counting)
+    image, boxes, labels = scene
+    base = detector.defaults.replace({**SMALL, "rpn.post_nms_top_n": 200})
+    tracer = Tracer(detector)
+    tracer.run(image, base, boxes, labels)
+    for change in ({"rpn.nms_thresh": 0.65}, {"rpn.post_nms_top_n": 150}, {"rpn.nms_thresh": 0.6}):
+        pooled_rows.clear()
+        settings = base.replace(change)
+        warm = tracer.run(image, settings, boxes, labels)
+        assert sum(pooled_rows) < len(warm.proposals.boxes), change  # most RoIs were pooled before
+        cold = Tracer(detector, StageCache()).run(image, settings, boxes, labels)
+        torch.testing.assert_close(warm.roi_pooling.features, cold.roi_pooling.features, rtol=0, atol=0)
+        torch.testing.assert_close(warm.box_head.class_logits, cold.box_head.class_logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(warm.detections.boxes, cold.detections.boxes, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(warm.losses.total, cold.losses.total, rtol=1e-5, atol=1e-5)
+
+
 def test_score_threshold_change_reruns_only_detections(detector, scene):
     image, boxes, labels = scene
     tracer = Tracer(detector, StageCache())

@@ -1,0 +1,189 @@
+"""Every benchmark in one run: prints the tables, writes them as JSON and as ``docs/benchmarks.md``.
+
+    python benchmarks/run.py [--quick] [--browser] [--repeat 5] [--out docs]
+
+1. trace: per-stage times of a cold trace, and peak memory, of the default model (512 px), torchvision's
+   resnet50-FPN-v2 and MobileNetV3-FPN architectures (800 px) and the paper's vgg16 (800 px); each model in
+   its own process, so its peak RSS is its own;
+2. cached re-trace: a re-trace after one setting of each kind changes, against the cold trace, with the
+   issue's targets checked (score threshold >= 10x and RPN NMS >= 2x on the default model, RPN NMS >= 20x on
+   vgg16 at 800 px; no post-backbone change re-runs the backbone);
+3. the tutorial baseline (``benchmarks/tutorial.py``): anchors, IoU, NMS and RoI pooling written the
+   tutorial way against the project's stages, with the answers compared;
+4. with ``--browser``: slider -> updated figure in headless chromium (the browser test
+   ``tests/e2e/test_browser.py::test_slider_moves_update_the_figures_and_the_url``, which writes
+   ``docs/browser_latency.json``);
+5. the same trace tables on CUDA when a GPU is there.
+
+Every figure is a median of ``--repeat`` runs after a warm-up; ratios come from the same run. Offline, the
+COCO models run with random weights: the times are the same (the architecture is what costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tutorial  # noqa: E402
+
+MODELS = [("default", 512), ("mobilenet_v3_fpn", 800), ("resnet50_fpn_v2", 800), ("vgg16", 800)]
+QUICK = [("default", 512), ("vgg16", 800)]
+TARGETS = [  # (model, change, at least this speed-up)
+    ("default", "score threshold", 10.0),
+    ("default", "RPN NMS IoU", 2.0),
+    ("vgg16", "RPN NMS IoU", 20.0),
+]
+TUTORIAL_TARGETS = {"anchors": 100.0, "NMS": 5.0, "IoU": 1.0, "RoI pooling": 1.0}
+
+
+def _trace(model: str, size: int, repeat: int, device: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "trace_times.py"), "--model", model, "--size", str(size),
+               "--repeat", str(repeat), "--device", device, "--json", str(out)]
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
+def _browser() -> dict | None:
+    test = "tests/e2e/test_browser.py::test_slider_moves_update_the_figures_and_the_url"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=ROOT,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"browser benchmark failed or skipped:\n{done.stdout[-2000:]}")
+        return None
+    return json.loads((ROOT / "docs" / "browser_latency.json").read_text())
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _check_targets(traces: dict[str, dict]) -> list[dict]:
+    rows = []
+    for model, change, want in TARGETS:
+        r = traces.get(model)
+        if r is None:
+            continue
+        got = r["speedup"][change]
+        rows.append({"what": f"{model}: {change} re-trace vs cold", "target": f">= {want:g}x",
+                     "measured": f"{got:.1f}x", "met": got >= want})
+    for model, r in traces.items():
+        reran = [k for k, v in r["reran_backbone"].items() if v]
+        rows.append({"what": f"{model}: no post-backbone change re-runs the backbone", "target": "none",
+                     "measured": ", ".join(reran) or "none", "met": not reran})
+    return rows
+
+
+def _check_tutorial(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        key = next(k for k in TUTORIAL_TARGETS if r["step"].startswith(k))
+        want = TUTORIAL_TARGETS[key]
+        out.append({"what": f"tutorial baseline: {r['step']}", "target": f">= {want:g}x, same answer",
+                    "measured": f"{r['speedup']:.1f}x, {'same' if r['same_answer'] else 'DIFFERENT'}",
+                    "met": r["speedup"] >= want and r["same_answer"]})
+    return out
+
+
+def _markdown(result: dict) -> str:
+    lines = ["# Benchmarks", "",
+             f"Measured by `python benchmarks/run.py{' --browser' if result.get('browser') else ''}` on "
+             f"{result['date']}, on: {result['machine']}. Medians of {result['repeat']} runs after a warm-up; "
+             "each ratio from the same run. Offline, the COCO architectures run with random weights (same cost).",
+             "", "## Targets", "", "| what | target | measured | met |", "| --- | --- | --- | --- |"]
+    for t in result["targets"]:
+        lines.append(f"| {t['what']} | {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
+    for device, traces in result["traces"].items():
+        for r in traces.values():
+            stages = list(r["stages_ms"]["cold"])
+            cols = list(r["stages_ms"])
+            lines += ["", f"## Trace and re-trace: {r['model']} at {r['size']} px ({device}: {r['device']})", "",
+                      f"Weights: {r['weights']}. Peak memory {r['peak_mb']:.0f} MB ({r['peak_kind']}). Stage times "
+                      "in ms; a stage taken from the cache counts 0.", "",
+                      "| stage | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
+            for s in stages:
+                lines.append(f"| {s} | " + " | ".join(f"{r['stages_ms'][c][s]:.1f}" for c in cols) + " |")
+            lines.append("| **wall** | " + " | ".join(f"**{r['wall_ms'][c]:.1f}**" for c in cols) + " |")
+            lines.append("| speed-up | " + " | ".join(f"{r['speedup'][c]:.1f}x" for c in cols) + " |")
+    lines += ["", "## The tutorial baseline", "",
+              "The straightforward tutorial code (`benchmarks/tutorial.py`) against the project's stage, at the "
+              "tutorial's sizes (800x800 input, 50x50 map, 22,500 anchors, 6,000 -> 300 proposals from a real RPN "
+              "output, 128 RoIs).", "",
+              "| step | tutorial (ms) | project (ms) | speed-up | same answer | how |",
+              "| --- | ---: | ---: | ---: | --- | --- |"]
+    for r in result["tutorial"]:
+        lines.append(f"| {r['step']} | {r['tutorial_ms']:.2f} | {r['project_ms']:.2f} | {r['speedup']:.1f}x | "
+                     f"{'yes' if r['same_answer'] else 'no'} | {r['how']} |")
+    if result.get("browser"):
+        lines += ["", "## Browser: slider to updated figure", "",
+                  "Headless chromium (Playwright), the default model, median of 10 moves.", "",
+                  "| slider | median (ms) |", "| --- | ---: |"]
+        for k, v in result["browser"].items():
+            lines.append(f"| {k} | {v['median_ms']:.0f} |")
+    if result.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="default and vgg16 only")
+    p.add_argument("--browser", action="store_true", help="also time slider moves in headless chromium")
+    p.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.json and benchmarks.md")
+    p.add_argument("--note", action="append", default=[], help="a line for the Notes section (repeatable)")
+    args = p.parse_args()
+    import torch
+    from trace_times import print_result
+
+    devices = ["cpu"] + ["cuda"] * torch.cuda.is_available()
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(), "repeat": args.repeat, "traces": {},
+              "notes": args.note}
+    for device in devices:
+        result["traces"][device] = {}
+        for model, size in QUICK if args.quick else MODELS:
+            r = _trace(model, size, args.repeat, device)
+            result["traces"][device][model] = r
+            print_result(r)
+            print()
+    rows = tutorial.compare(args.repeat)
+    tutorial.print_table(rows)
+    result["tutorial"] = rows
+    result["targets"] = _check_targets(result["traces"]["cpu"]) + _check_tutorial(rows)
+    if args.browser:
+        result["browser"] = _browser()
+        if result["browser"]:
+            for k, v in result["browser"].items():
+                result["targets"].append({"what": f"browser: {k}", "target": "< 500 ms",
+                                          "measured": f"{v['median_ms']:.0f} ms", "met": v["median_ms"] < 500})
+    print("\ntargets:")
+    for t in result["targets"]:
+        print(f"  {'met ' if t['met'] else 'MISS'}  {t['what']}: {t['measured']} (target {t['target']})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(result, indent=1))
+    (out / "benchmarks.md").write_text(_markdown(result))
+    print(f"\nwrote {out / 'benchmarks.json'} and {out / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    main()
