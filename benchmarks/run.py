@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tutorial  # noqa: E402
+from machine import describe  # noqa: E402
 
 MODELS = [("default", 512), ("mobilenet_v3_fpn", 800), ("resnet50_fpn_v2", 800), ("vgg16", 800)]
 QUICK = [("default", 512), ("vgg16", 800)]
@@ -63,18 +62,6 @@ def _browser() -> dict | None:
         print(f"browser benchmark failed or skipped:\n{done.stdout[-2000:]}")
         return None
     return json.loads((ROOT / "docs" / "browser_latency.json").read_text())
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def _check_targets(traces: dict[str, dict]) -> list[dict]:
@@ -156,7 +143,7 @@ def main() -> None:
     from trace_times import print_result
 
     devices = ["cpu"] + ["cuda"] * torch.cuda.is_available()
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(), "repeat": args.repeat, "traces": {},
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": describe(), "repeat": args.repeat, "traces": {},
               "notes": args.note}
     for device in devices:
         result["traces"][device] = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machine import describe  # noqa: E402
 
 from frcnn import StageCache, Tracer, load_model  # noqa: E402
 from frcnn.data.dataset import scene_tensors  # noqa: E402
@@ -72,8 +73,7 @@ def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", devic
         reran_backbone[name] = "backbone" not in runs[0].cached
     peak = (torch.cuda.max_memory_allocated() / 2**20 if det.device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    device_name = torch.cuda.get_device_name(det.device) if det.device.type == "cuda" else (
-        f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    device_name = describe(det.device)
     return {"model": model, "weights": det.weights, "size": size, "repeat": repeat, "device": device_name,
             "stages_ms": table, "wall_ms": walls,
             "speedup": {k: walls["cold"] / max(v, 1e-6) for k, v in walls.items()},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,9 +155,60 @@ def cmd_train(args: argparse.Namespace) -> int:
     if min(config.steps, config.batch_size, config.checkpoint_every) <= 0 or not config.lr > 0:
         raise FrcnnError("--steps, --batch-size, --checkpoint-every and --lr must be positive")
     out = train(args.model, dataset, args.out, settings, config, args.device, resume=not args.restart,
-                progress=not args.quiet, evaluate_on=held_out)
+                progress=not args.quiet, evaluate_on=held_out,
+                command=" ".join(["python -m frcnn", *(shlex.quote(a) for a in sys.argv[1:])]))
     print(f"checkpoint: {out}")
     return 0
+
+
+def cmd_anchors(args: argparse.Namespace) -> int:
+    from frcnn.anchor_fit import dataset_items, fit_anchors, suggest_anchors
+    from frcnn.data.dataset import open_dataset
+    from frcnn.models import REGISTRY
+
+    dataset = open_dataset(args.data)
+    settings = REGISTRY[args.model].defaults.replace(_parse_assignments(args.set or [], "--set"))
+    if args.limit is not None and args.limit <= 0:
+        raise FrcnnError("--limit must be positive")
+    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    items = list(dataset_items(_Head(dataset, n)))
+    fit = fit_anchors(items, settings)
+    k_sizes = args.num_sizes or len(settings.anchors.sizes)
+    k_ratios = args.num_ratios or len(settings.anchors.ratios)
+    sizes, ratios = suggest_anchors(fit.shapes, k_sizes, k_ratios)
+    suggested = fit_anchors(items, settings.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}))
+    report = {"data": str(args.data), "images": n, "input": [settings.input.min_size, settings.input.max_size],
+              "current": fit.summary(), "suggested": suggested.summary()}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"anchor fit on {n} images of {args.data}: {len(fit.best_iou)} boxes, input {settings.input.min_size}"
+          f"/{settings.input.max_size} px, stride {settings.anchors.stride}")
+    for name, r in (("current", report["current"]), ("suggested (k-means, 1 - IoU)", report["suggested"])):
+        print(f"\n{name}: sizes {', '.join(f'{v:g}' for v in r['sizes'])}; ratios "
+              f"{', '.join(f'{v:g}' for v in r['ratios'])}")
+        print(f"  {'boxes':<20}{'n':>6}{'recall@0.5':>12}{'recall@0.7':>12}{'mean best IoU':>15}")
+        rows = [{"size": "all", "boxes": r["boxes"], "recall@0.5": r["recall@0.5"], "recall@0.7": r["recall@0.7"],
+                 "mean_iou": r["mean_iou"]}, *r["by_size"]]
+        for row in rows:
+            print(f"  {row['size']:<20}{row['boxes']:>6}{row['recall@0.5']:>12.3f}{row['recall@0.7']:>12.3f}"
+                  f"{row['mean_iou']:>15.3f}")
+    print(f"\nto try them: --set anchors.sizes={','.join(f'{v:g}' for v in sizes)} "
+          f"--set anchors.ratios={','.join(f'{v:g}' for v in ratios)}")
+    return 0
+
+
+class _Head:
+    """The first ``n`` items of a dataset."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset, self.n = dataset, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -251,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="OUT")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
+    a = sub.add_parser("anchors", help="how well the anchors fit a dataset, and k-means suggestions")
+    a.add_argument("--data", required=True, help="a COCO folder, or shapes:N:SEED")
+    a.add_argument("--model", default="default", choices=MODEL_NAMES, help="whose default settings to start from")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE", help="change a setting (repeatable)")
+    a.add_argument("--limit", type=int, help="only the first N images")
+    a.add_argument("--num-sizes", type=int, help="sizes to suggest (default: as many as now)")
+    a.add_argument("--num-ratios", type=int, help="ratios to suggest (default: as many as now)")
+    a.add_argument("--json", action="store_true", help="print the report as JSON")
+    a.set_defaults(func=cmd_anchors)
     sub.add_parser("keys", help="list every setting").set_defaults(func=cmd_keys)
     sub.add_parser("models", help="list the models").set_defaults(func=cmd_models)
     return parser

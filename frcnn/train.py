@@ -137,11 +137,13 @@ def build_for_training(model: str, num_classes: int, settings: Settings) -> nn.M
 def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | None = None,
           config: TrainConfig = TrainConfig(), device: str = "auto", resume: bool = True,
           progress: bool = True, on_log: Callable[[dict], None] | None = None,
-          evaluate_on: Dataset | None = None, should_stop: Callable[[], bool] | None = None) -> Path:
+          evaluate_on: Dataset | None = None, should_stop: Callable[[], bool] | None = None,
+          command: str = "") -> Path:
     """Train ``model`` on ``dataset`` and write checkpoints to ``out``; returns ``out``.
 
     With ``resume`` and a checkpoint already at ``out``, training goes on from its step with its settings.
     ``on_log`` receives every log record; ``should_stop`` is polled each step (a stopped run can resume).
+    ``command`` (how the run was started, for its model card) is kept in the checkpoint.
     """
     out = Path(out)
     dev = pick_device(device)
@@ -169,6 +171,7 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
         if "rng" in meta:
             torch.set_rng_state(meta.pop("rng"))
     log: list[dict] = list(meta.get("log", []))
+    command = meta.get("command") or command
     step = int(meta["step"])
     seconds = float(meta.get("train_seconds", 0.0))
     bar = _progress(progress, config.steps, step)
@@ -198,9 +201,10 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
             module.train()
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
-                  final=step == config.steps)
+                  final=step == config.steps, command=command)
     if step < config.steps:  # stopped early: keep what was done, resumable
-        _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False)
+        _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False,
+              command=command)
     if bar is not None:
         bar.close()
     return out
@@ -233,8 +237,8 @@ def _step(module: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
 
 def _save(out: Path, model: str, class_names: tuple[str, ...], settings: Settings, module: nn.Module,
           optimizer: torch.optim.Optimizer, step: int, log: list[dict], seconds: float, config: TrainConfig,
-          final: bool) -> None:
-    meta: dict[str, Any] = {"step": step, "log": log, "train_seconds": round(seconds, 1),
+          final: bool, command: str = "") -> None:
+    meta: dict[str, Any] = {"step": step, "log": log, "train_seconds": round(seconds, 1), "command": command,
                             "config": {k: list(v) if isinstance(v, tuple) else v
                                        for k, v in dataclasses.asdict(config).items()},
                             "machine": f"{platform.machine()} {platform.processor() or ''} "

@@ -159,3 +159,24 @@ def test_keys_and_models(capsys):
     assert code == 0 and "rpn.nms_thresh" in out and "proposals" in out
     code, out, _ = _run(["models"], capsys)
     assert code == 0 and all(name in out for name in MODEL_NAMES)
+
+
+def test_anchors_reports_the_fit_and_suggestions(scene_dir, capsys):
+    from frcnn.anchor_fit import dataset_items, fit_anchors
+    from frcnn.data.dataset import open_dataset
+    from frcnn.models import REGISTRY
+
+    code, out, _ = _run(["anchors", "--data", str(scene_dir), "--json", "--num-sizes", "2", "--num-ratios", "1",
+                         *SMALL], capsys)
+    assert code == 0
+    report = json.loads(out)
+    settings = REGISTRY["default"].defaults.replace({"input.min_size": 160, "input.max_size": 256})
+    fit = fit_anchors(list(dataset_items(open_dataset(scene_dir))), settings)
+    assert report["current"]["recall@0.5"] == fit.recall(0.5) and report["current"]["boxes"] == len(fit.best_iou)
+    assert len(report["suggested"]["sizes"]) == 2 and len(report["suggested"]["ratios"]) == 1
+    code, out, _ = _run(["anchors", "--data", str(scene_dir), "--num-sizes", "1", "--num-ratios", "2"], capsys)
+    assert code == 0 and "suggested (k-means" in out and "--set anchors.sizes=" in out
+    code, _, err = _run(["anchors", "--data", str(scene_dir / "nope")], capsys)
+    assert code == 2 and "no such folder" in err
+    code, _, err = _run(["anchors", "--data", str(scene_dir), "--num-sizes", "50"], capsys)
+    assert code == 2 and "cannot make 150 clusters" in err

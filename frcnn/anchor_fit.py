@@ -1,0 +1,161 @@
+"""Anchor fit on a dataset: how well a set of anchor sizes and ratios can cover a dataset's ground truth,
+and better sizes and ratios suggested by k-means on the boxes' shapes.
+
+- :func:`fit_anchors`: every image is resized as the model would (``input`` settings), the anchors are laid
+  on its grid (``anchors`` settings: sizes x ratios at the stride), and each ground-truth box gets its
+  best-matching anchor (:func:`frcnn.anchor_stats.anchor_coverage`). The best-possible recall (the share of
+  boxes whose best anchor reaches 0.5 or 0.7 IoU: what the RPN's matcher could label positive at best) and
+  the mean best IoU, overall and per size range.
+- :func:`kmeans_shapes`: k-means on the boxes' (w, h) with ``1 - IoU`` of centred boxes as the distance
+  (YOLOv2's anchor clustering), medoids updated as the median of each cluster.
+- :func:`suggest_anchors`: a sizes x ratios grid (what ``AnchorGenerator`` makes) from those clusters: the
+  cluster shapes' sizes sqrt(w h) and ratios h / w, each grouped by a 1-D k-means in log space.
+
+Sizes are in network-input pixels (after the resize), where anchors live. Shapes: G boxes, (G, 2) (w, h).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from frcnn.anchor_stats import RECALL_THRESHOLDS, SIZE_RANGES, anchor_coverage, recall_by_size
+from frcnn.errors import FrcnnError
+from frcnn.settings import Settings
+from frcnn.stages.anchors import grid_for_stride, make_anchors
+from frcnn.stages.preprocess import SIZE_DIVISIBLE, network_scale
+
+
+@dataclass(frozen=True)
+class AnchorFit:
+    """The best-matching anchor of every ground-truth box of a dataset."""
+
+    sizes: tuple[float, ...]
+    ratios: tuple[float, ...]
+    stride: int
+    gt_boxes: Tensor  # (G, 4) in network-input px, every image's boxes
+    best_iou: Tensor  # (G,)
+
+    @property
+    def shapes(self) -> Tensor:
+        """(G, 2) widths and heights."""
+        return self.gt_boxes[:, 2:] - self.gt_boxes[:, :2]
+
+    def recall(self, iou: float) -> float:
+        g = len(self.best_iou)
+        return float((self.best_iou >= iou).sum()) / g if g else math.nan
+
+    @property
+    def mean_best_iou(self) -> float:
+        return float(self.best_iou.mean()) if len(self.best_iou) else math.nan
+
+    def by_size(self) -> list[dict]:
+        """Per size range: boxes, recall@0.5, recall@0.7, mean best IoU."""
+        rows = recall_by_size(self.gt_boxes, self.best_iou)
+        side = self.shapes.clamp(min=0).prod(dim=1).sqrt()
+        for row, (_, lo, hi) in zip(rows, SIZE_RANGES, strict=True):
+            inside = (side >= lo) & (side < hi)
+            row["mean_iou"] = float(self.best_iou[inside].mean()) if inside.any() else math.nan
+        return rows
+
+    def summary(self) -> dict:
+        return {"sizes": list(self.sizes), "ratios": list(self.ratios), "stride": self.stride,
+                "boxes": len(self.best_iou), **{f"recall@{t:g}": self.recall(t) for t in RECALL_THRESHOLDS},
+                "mean_iou": self.mean_best_iou, "by_size": self.by_size()}
+
+
+def fit_anchors(items: Iterable[tuple[tuple[int, int], Tensor]], settings: Settings) -> AnchorFit:
+    """Best-possible recall of ``settings.anchors`` on a dataset.
+
+    Args:
+        items: per image, ((H, W), boxes (G, 4) in its pixels).
+        settings: ``input`` (the resize) and ``anchors`` (sizes, ratios, stride).
+    """
+    a = settings.anchors
+    all_boxes, all_best = [], []
+    for (h, w), boxes in items:
+        if len(boxes) == 0:
+            continue
+        f = network_scale((h, w), settings.input)
+        size = (max(1, int(h * f)), max(1, int(w * f)))  # torchvision floors the resized size
+        padded = tuple(math.ceil(v / SIZE_DIVISIBLE) * SIZE_DIVISIBLE for v in size)
+        grid = grid_for_stride(padded, a.stride)
+        anchors = make_anchors([a.sizes], a.ratios, [grid], [a.stride], size)
+        net = boxes.float().reshape(-1, 4) * torch.tensor([size[1] / w, size[0] / h] * 2)
+        cover = anchor_coverage(anchors.boxes, net, None if not settings.rpn.ignore_cross_boundary
+                                else anchors.inside)
+        all_boxes.append(net)
+        all_best.append(cover.best_iou)
+    if not all_boxes:
+        raise FrcnnError("anchor fit: the dataset has no ground-truth boxes")
+    return AnchorFit(tuple(a.sizes), tuple(a.ratios), a.stride, torch.cat(all_boxes), torch.cat(all_best))
+
+
+def shape_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(N, M) IoU of centred boxes given as (w, h): (N, 2) against (M, 2)."""
+    inter = torch.minimum(a[:, None, 0], b[None, :, 0]) * torch.minimum(a[:, None, 1], b[None, :, 1])
+    union = (a[:, 0] * a[:, 1])[:, None] + (b[:, 0] * b[:, 1])[None, :] - inter
+    return inter / union.clamp(min=1e-12)
+
+
+def kmeans_shapes(wh: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor:
+    """k cluster shapes (k, 2) of ``wh`` (G, 2) under the distance 1 - IoU, sorted by area.
+
+    k-means++ seeding (a seeded generator, so the result is repeatable), then Lloyd steps with the median
+    of each cluster as its new shape, until the assignment stops changing.
+    """
+    wh = wh.float().reshape(-1, 2)
+    wh = wh[(wh > 0).all(dim=1)]
+    if len(wh) < k:
+        raise FrcnnError(f"anchor fit: {len(wh)} boxes cannot make {k} clusters")
+    g = torch.Generator().manual_seed(seed)
+    centres = wh[torch.randint(len(wh), (1,), generator=g)]
+    while len(centres) < k:
+        d = (1 - shape_iou(wh, centres)).min(dim=1).values  # (G,)
+        weights = d.square()
+        pick = torch.multinomial(weights, 1, generator=g) if float(weights.sum()) > 0 else \
+            torch.randint(len(wh), (1,), generator=g)
+        centres = torch.cat([centres, wh[pick]])
+    assign = None
+    for _ in range(iters):
+        new = (1 - shape_iou(wh, centres)).argmin(dim=1)  # (G,)
+        if assign is not None and torch.equal(new, assign):
+            break
+        assign = new
+        centres = torch.stack([wh[assign == j].median(dim=0).values if (assign == j).any() else centres[j]
+                               for j in range(k)])
+    return centres[(centres[:, 0] * centres[:, 1]).argsort()]
+
+
+def _kmeans_1d(values: Tensor, k: int) -> list[float]:
+    """k centres of 1-D ``values`` (Lloyd from evenly spaced quantiles), ascending."""
+    values = values.float().sort().values
+    k = min(k, len(values.unique()))
+    centres = torch.quantile(values, torch.linspace(0, 1, k + 2)[1:-1])
+    for _ in range(100):
+        assign = (values[:, None] - centres[None]).abs().argmin(dim=1)
+        new = torch.stack([values[assign == j].mean() if (assign == j).any() else centres[j] for j in range(k)])
+        if torch.allclose(new, centres):
+            break
+        centres = new
+    return sorted(float(c) for c in centres)
+
+
+def suggest_anchors(wh: Tensor, num_sizes: int, num_ratios: int, seed: int = 0) -> tuple[tuple[float, ...],
+                                                                                            tuple[float, ...]]:
+    """Sizes (px, sqrt(w h)) and ratios (h / w) for a sizes x ratios grid, from k-means on the shapes."""
+    centres = kmeans_shapes(wh, max(num_sizes * num_ratios, num_sizes, num_ratios), seed)
+    sizes = [math.exp(v) for v in _kmeans_1d(centres.prod(dim=1).sqrt().log(), num_sizes)]
+    ratios = [math.exp(v) for v in _kmeans_1d((centres[:, 1] / centres[:, 0]).log(), num_ratios)]
+    return tuple(round(s, 1) for s in sizes), tuple(round(r, 3) for r in ratios)
+
+
+def dataset_items(dataset: Sequence) -> Iterable[tuple[tuple[int, int], Tensor]]:
+    """((H, W), boxes) of every item of a dataset of (image (3, H, W), boxes, labels)."""
+    for i in range(len(dataset)):
+        image, boxes, _ = dataset[i]
+        yield (int(image.shape[-2]), int(image.shape[-1])), boxes
