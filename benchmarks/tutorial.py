@@ -3,7 +3,8 @@
 50x50 stride-16 feature map, 22,500 anchors, 6,000 -> 300 proposals from a real RPN output, 128 RoIs.
 
 - anchors: a Python double loop over the 2,500 centres and the 9 (ratio, scale) pairs, writing tensor rows;
-- IoU: a loop over the ground-truth boxes, each against every anchor;
+- IoU: a loop over the ground-truth boxes, each against every anchor (the scene's boxes, and 20 for a
+  crowded image);
 - NMS: a while loop that takes the best remaining box and drops the rest above the IoU threshold;
 - RoI pooling: a Python loop over the RoIs, cropping each (quantised like RoIPool) and calling
   ``AdaptiveMaxPool2d``.
@@ -160,10 +161,14 @@ def compare(repeat: int = 5) -> list[dict]:
                      same, "Python double loop writing rows vs torchvision AnchorGenerator"))
 
     anchors = ours
-    same = torch.allclose(box_iou(anchors, gt), tutorial_iou(anchors, gt), atol=1e-6)
-    rows.append(_row(f"IoU (22,500 x {len(gt)} GT)", _median_ms(lambda: tutorial_iou(anchors, gt), repeat),
-                     _median_ms(lambda: box_iou(anchors, gt), repeat), same,
-                     "loop over GT boxes vs torchvision.ops.box_iou"))
+    many = torch.cat([gt + 7.0 * i for i in range(math.ceil(20 / len(gt)))])[:20]  # a crowded image: 20 boxes
+    for boxes_gt in (gt, many):
+        # (G, A), as frcnn.stages.anchor_targets calls it
+        same = torch.allclose(box_iou(boxes_gt, anchors).T, tutorial_iou(anchors, boxes_gt), atol=1e-6)
+        rows.append(_row(f"IoU (22,500 x {len(boxes_gt)} GT)",
+                         _median_ms(lambda b=boxes_gt: tutorial_iou(anchors, b), repeat),
+                         _median_ms(lambda b=boxes_gt: box_iou(b, anchors), repeat), same,
+                         "loop over GT boxes vs torchvision.ops.box_iou"))
 
     level = torch.zeros(len(boxes), dtype=torch.int64)
 
