@@ -26,6 +26,7 @@ PAGES = [
     ("overview.py", "Start", ":material/home:"),
     ("backbone.py", "Backbone features", ":material/layers:"),
     ("anchors.py", "Anchors", ":material/grid_on:"),
+    ("anchor_fit.py", "Anchor fit (dataset)", ":material/scatter_plot:"),
     ("anchor_targets.py", "Anchor targets", ":material/label:"),
     ("proposals.py", "RPN proposals", ":material/filter_alt:"),
     ("roi.py", "RoI sampling & pooling", ":material/crop:"),

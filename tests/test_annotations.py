@@ -481,3 +481,60 @@ def test_empty_yolo_file_means_no_objects(tmp_path: Path) -> None:
     assert len(load_annotations(b"", SIZE, fmt="yolo")) == 0
     with pytest.raises(FrcnnError, match=r"^annotations: empty file \(0 bytes\)$"):
         load_annotations(b"", SIZE)
+
+
+def _dataset_doc() -> dict:
+    return {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 80},
+                       {"id": "b", "file_name": "b.png", "width": 50, "height": 50}],
+            "annotations": [{"id": 1, "image_id": 1, "bbox": [10, 20, 30, 40], "category_id": 1},
+                            {"id": 2, "image_id": 1, "bbox": [90, 70, 30, 30], "category_id": 1},  # clipped
+                            {"id": 3, "image_id": "b", "bbox": [1, 1, 0, 5], "category_id": 1},  # dropped
+                            {"id": 4, "image_id": "b", "bbox": [0, 0, 50, 50], "category_id": 1, "iscrowd": 1},
+                            {"id": 5, "image_id": 9, "bbox": [0, 0, 5, 5], "category_id": 1}],
+            "categories": [{"id": 1, "name": "thing"}]}
+
+
+def test_coco_dataset_boxes_from_json_and_zip() -> None:
+    import zipfile
+
+    from frcnn.data.annotations import load_coco_dataset_boxes
+
+    data = json.dumps(_dataset_doc()).encode()
+    got = load_coco_dataset_boxes(data, name="annotations.json")
+    assert [size for size, _ in got.items] == [(80, 100), (50, 50)]
+    assert got.items[0][1].tolist() == [[10, 20, 40, 60], [90, 70, 100, 80]] and len(got.items[1][1]) == 0
+    assert got.num_boxes == 2
+    assert set(got.report) == {"1 box clipped to the image", "1 box dropped: zero or negative width/height",
+                               "1 annotation skipped: for an image not in 'images'", "1 crowd region skipped"}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("set/images/a.png", b"not read")
+        z.writestr("set/annotations.json", data)
+    from_zip = load_coco_dataset_boxes(buffer.getvalue(), name="set.zip")
+    assert [b.tolist() for _, b in from_zip.items] == [b.tolist() for _, b in got.items]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"PK\x03\x04 broken", "not a readable zip"),
+    (b'{"images": []}', "not a COCO dataset"),
+    (b'{"images": [{"id": 1, "width": 0, "height": 5}], "annotations": []}', "positive whole 'width'"),
+    (b'{"images": [{"id": 1, "width": 9, "height": 5}], "annotations": [{"image_id": 1}]}', "has no 'bbox'"),
+    (b"[1, 2", "not valid JSON"),
+])
+def test_coco_dataset_boxes_refusals(data: bytes, message: str) -> None:
+    from frcnn.data.annotations import load_coco_dataset_boxes
+
+    with pytest.raises(FrcnnError, match=message):
+        load_coco_dataset_boxes(data, name="d.json")
+
+
+def test_coco_dataset_zip_without_annotations() -> None:
+    import zipfile
+
+    from frcnn.data.annotations import load_coco_dataset_boxes
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("x.txt", b"hello")
+    with pytest.raises(FrcnnError, match="no annotations.json in the zip"):
+        load_coco_dataset_boxes(buffer.getvalue(), name="d.zip")

@@ -30,10 +30,12 @@ file is a one-line :class:`~frcnn.errors.FrcnnError`.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -623,3 +625,97 @@ def _yolo_id(cls: str, class_names: Sequence[str] | None) -> int:
     raise FrcnnError(
         f"cannot write class {cls!r} to YOLO: it is not in the class names given (YOLO stores numbers)"
     )
+
+
+MAX_DATASET_IMAGES: int = 100_000  # images in one dataset file for the anchor fit
+MAX_ZIP_JSON_BYTES: int = 200 * 2**20  # annotations.json inside a zip, uncompressed
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetBoxes:
+    """Every image of a COCO dataset file by its recorded size, with its boxes (no pixels are read)."""
+
+    items: list[tuple[tuple[int, int], torch.Tensor]]  # ((H, W), boxes (G, 4) x1 y1 x2 y2) per image
+    report: tuple[str, ...]  # what was fixed or skipped, one line each
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(b) for _, b in self.items)
+
+
+def load_coco_dataset_boxes(source: Source, name: str | None = None) -> DatasetBoxes:
+    """Boxes and image sizes of a whole COCO file (``annotations.json``, or a zip holding one), for the anchor
+    fit. Sizes come from the images' ``width``/``height``; crowd regions are skipped; boxes are cleaned as for
+    one image. Bad files are refused with one line."""
+    data, name = _read_bytes(source, name, default_name="annotations.json")
+    if data[:4] == b"PK\x03\x04":
+        data, name = _json_from_zip(data, name)
+    try:
+        doc = json.loads(_decode(data, name))
+    except json.JSONDecodeError as e:
+        raise FrcnnError(f"{name}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    except RecursionError as e:
+        raise FrcnnError(f"{name}: not valid JSON (nested too deeply)") from e
+    if not isinstance(doc, dict) or "annotations" not in doc or "images" not in doc:
+        raise FrcnnError(f"{name}: not a COCO dataset (expected a JSON object with 'images' and 'annotations')")
+    images = _list_field(doc, "images", name)
+    anns = _list_field(doc, "annotations", name)
+    if len(images) > MAX_DATASET_IMAGES:
+        raise FrcnnError(f"{name}: {len(images)} images is over the limit of {MAX_DATASET_IMAGES}")
+    sizes: dict[Any, tuple[int, int]] = {}
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or "id" not in img:
+            raise FrcnnError(f"{name}: image {i} is not an object with an 'id'")
+        w, h = img.get("width"), img.get("height")
+        if not (_is_int(w) and _is_int(h) and 0 < w <= 100_000 and 0 < h <= 100_000):
+            raise FrcnnError(f"{name}: image {i} needs a positive whole 'width' and 'height' (got {w!r}, {h!r})")
+        sizes[json.dumps(img["id"], sort_keys=True)] = (int(h), int(w))
+    per_image: dict[str, list] = {k: [] for k in sizes}
+    unknown = crowd = 0
+    for i, ann in enumerate(anns):
+        key = json.dumps(_coco_image_id(ann, i, name), sort_keys=True)
+        if key not in per_image:
+            unknown += 1
+            continue
+        if ann.get("iscrowd"):
+            crowd += 1
+            continue
+        x, y, w, h = _coco_bbox(ann, i, name)
+        per_image[key].append((x, y, x + w, y + h))
+    items = []
+    fixed: dict[str, int] = {}  # what _clean_boxes did, over all images: "clipped to the image" -> count
+    for key, rows in per_image.items():
+        _check_count(len(rows), name)
+        h, w = sizes[key]
+        boxes, _, lines = _clean_boxes(np.array(rows, dtype=np.float64).reshape(-1, 4), (w, h))
+        for line in lines:  # "<n> box(es) <what>"
+            count, _, what = line.split(" ", 2)
+            fixed[what] = fixed.get(what, 0) + int(count)
+        items.append(((h, w), torch.from_numpy(boxes)))
+    report = [f"{_plural(n, 'box')} {what}" for what, n in fixed.items()]
+    if unknown:
+        report.append(f"{_plural(unknown, 'annotation')} skipped: for an image not in 'images'")
+    if crowd:
+        report.append(f"{_plural(crowd, 'crowd region')} skipped")
+    return DatasetBoxes(items, tuple(report))
+
+
+def _json_from_zip(data: bytes, name: str) -> tuple[bytes, str]:
+    """The ``annotations.json`` inside a zip (the shallowest one), read without extracting anything else."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            found = sorted((i for i in z.infolist() if os.path.basename(i.filename) == "annotations.json"),
+                           key=lambda i: i.filename.count("/"))
+            if not found:
+                raise FrcnnError(f"{name}: no annotations.json in the zip")
+            info = found[0]
+            if info.file_size > MAX_ZIP_JSON_BYTES:
+                raise FrcnnError(f"{name}: annotations.json is {info.file_size} bytes, over the limit of "
+                                 f"{MAX_ZIP_JSON_BYTES}")
+            with z.open(info) as f:
+                content = f.read(MAX_ZIP_JSON_BYTES + 1)
+            if len(content) > MAX_ZIP_JSON_BYTES:
+                raise FrcnnError(f"{name}: annotations.json is over the limit of {MAX_ZIP_JSON_BYTES} bytes")
+            return content, f"{name}/{info.filename}"
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError) as e:
+        raise FrcnnError(f"{name}: not a readable zip ({e})") from e
