@@ -32,6 +32,7 @@ PAGES = [
     ("roi.py", "RoI sampling & pooling", ":material/crop:"),
     ("detections.py", "Detections", ":material/center_focus_strong:"),
     ("losses.py", "Losses", ":material/show_chart:"),
+    ("compare.py", "Compare settings", ":material/compare:"),
 ]
 HERE = Path(__file__).parent
 SAMPLES = [s.name for s in sorted(list_samples(), key=lambda s: s.kind != "synthetic")]  # scenes first

@@ -88,6 +88,10 @@ st.caption(f"Anchors from the current settings: sizes {', '.join(f'{v:g}' for v 
            f"{', '.join(f'{v:g}' for v in a.ratios)}; stride {a.stride}; input {s.input.min_size}/{s.input.max_size} "
            f"px; {'only anchors inside the image' if s.rpn.ignore_cross_boundary else 'all anchors'} (change them "
            "on the Anchors page).")
+if ctx.tracer.detector.multi_level:
+    st.info("This model spreads its anchor sizes over FPN levels with strides of their own; the fit here lays "
+            f"every size on one grid of stride {a.stride}, so it approximates where the anchors sit (the shapes, "
+            "and so the recall's main term, are exact).")
 m = st.columns(4)
 m[0].metric("Boxes", f"{len(fit.best_iou):,}")
 m[1].metric("Recall @ IoU 0.5", f"{fit.recall(0.5):.1%}")

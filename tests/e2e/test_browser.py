@@ -19,7 +19,8 @@ DOCS = ROOT / "docs" / "screenshots"
 pytestmark = pytest.mark.e2e
 
 PAGES = [("", "start"), ("backbone", "backbone"), ("anchors", "anchors"), ("anchor_targets", "anchor_targets"),
-         ("proposals", "proposals"), ("roi", "roi"), ("detections", "detections"), ("losses", "losses")]
+         ("proposals", "proposals"), ("roi", "roi"), ("detections", "detections"), ("losses", "losses"),
+         ("anchor_fit", "anchor_fit"), ("compare", "compare")]
 
 FIGURE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd =>
     JSON.stringify((gd.data || []).map(t => [t.name, (t.x || []).length, Array.from(t.x || []).slice(0, 40),
