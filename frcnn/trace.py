@@ -140,6 +140,14 @@ class StageCache:
                 self._bytes -= dropped
                 self.evictions += 1
 
+    def copy(self) -> StageCache:
+        """A new cache holding the same entries (the values are shared: they are never changed in place)."""
+        other = StageCache(self.max_entries, self.max_bytes)
+        with self._lock:
+            other._items = OrderedDict(self._items)
+            other._bytes = self._bytes
+        return other
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

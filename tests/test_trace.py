@@ -258,6 +258,15 @@ def test_anchors_that_do_not_fit_the_head_fall_back_with_a_note(detector, scene)
     assert other_stride.anchors.strides == (16,) and other_stride.anchors_source == "model"
 
 
+def test_a_copied_cache_is_independent():
+    cache = StageCache(max_entries=3, max_bytes=1000)
+    cache.put("a", torch.zeros(10))
+    other = cache.copy()
+    other.put("b", torch.zeros(10))
+    assert cache.get("b") is None and other.get("a") is not None and cache.size == (1, 40)
+    assert other.size == (2, 80) and (other.max_entries, other.max_bytes) == (3, 1000)
+
+
 def test_cache_is_bounded():
     cache = StageCache(max_entries=3, max_bytes=1000)
     for i in range(5):
