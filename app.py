@@ -33,6 +33,7 @@ PAGES = [
     ("detections.py", "Detections", ":material/center_focus_strong:"),
     ("losses.py", "Losses", ":material/show_chart:"),
     ("compare.py", "Compare settings", ":material/compare:"),
+    ("training.py", "Training", ":material/model_training:"),
 ]
 HERE = Path(__file__).parent
 SAMPLES = [s.name for s in sorted(list_samples(), key=lambda s: s.kind != "synthetic")]  # scenes first
@@ -77,6 +78,12 @@ def _model_picker() -> tuple[str, str, str]:
                                             help="A checkpoint of this project or a torchvision state dict "
                                                  "for the chosen model; read with weights_only=True.")
     weights = "auto"
+    trained = {label: path for label, (model, path) in st.session_state.get("trained_models", {}).items()
+               if model == name}
+    if trained:
+        label = st.sidebar.selectbox("Trained in this session", ["(the model's own weights)", *trained],
+                                     key="trained_weights", help="Models from the Training page.")
+        weights = trained.get(label, "auto")
     if weights_file is not None:
         data = weights_file.getvalue()
         path = Path(tempfile.gettempdir()) / f"frcnn-{hashlib.sha1(data).hexdigest()[:16]}.pt"

@@ -101,3 +101,68 @@ def open_dataset(spec: str | Path) -> CocoFolder | ShapesScenes:
     if not path.is_dir():
         raise FrcnnError(f"{path}: no such folder (or use shapes:N:SEED)")
     return CocoFolder(path)
+
+
+class Subset(Dataset):
+    """Some items of a dataset, keeping its ``class_names``."""
+
+    def __init__(self, dataset: Dataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+        self.class_names = dataset.class_names
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Item:
+        return self.dataset[self.indices[index]]
+
+
+def split_held_out(dataset: Dataset, fraction: float = 0.1) -> tuple[Subset, Subset]:
+    """(training, held-out): the last ``fraction`` of the items (at least one) are held out."""
+    n = len(dataset)
+    if n < 2:
+        raise FrcnnError(f"a dataset of {n} image(s) cannot be split into training and held-out parts")
+    held = max(1, round(n * fraction))
+    return Subset(dataset, list(range(n - held))), Subset(dataset, list(range(n - held, n)))
+
+
+ZIP_MAX_BYTES = 1 << 30  # uncompressed, all members together
+ZIP_MAX_MEMBERS = 50_000
+_ZIP_SUFFIXES = {".json", ".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+def extract_coco_zip(data: bytes, dest: str | Path, name: str = "dataset.zip") -> Path:
+    """Unpack a zip of a COCO folder (annotations.json + images) into ``dest`` safely: only plain relative
+    paths (no absolute paths, no ``..``, no links), only JSON and image files, bounded in size and count.
+    Returns the folder that holds annotations.json."""
+    import zipfile
+    from pathlib import PurePosixPath
+
+    dest = Path(dest)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = [m for m in z.infolist() if not m.is_dir()]
+            if len(members) > ZIP_MAX_MEMBERS:
+                raise FrcnnError(f"{name}: {len(members)} files is over the limit of {ZIP_MAX_MEMBERS}")
+            if sum(m.file_size for m in members) > ZIP_MAX_BYTES:
+                raise FrcnnError(f"{name}: over {ZIP_MAX_BYTES >> 20} MB uncompressed")
+            roots = []
+            for m in members:
+                path = PurePosixPath(m.filename)
+                if path.is_absolute() or ".." in path.parts or m.filename.startswith(("/", "\\")):
+                    raise FrcnnError(f"{name}: refused, it holds an unsafe path {m.filename[:80]!r}")
+                if (m.external_attr >> 16) & 0o170000 == 0o120000:  # a symbolic link
+                    raise FrcnnError(f"{name}: refused, it holds a link {m.filename[:80]!r}")
+                if path.suffix.lower() not in _ZIP_SUFFIXES:
+                    continue
+                target = dest.joinpath(*path.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(m) as src, open(target, "wb") as out:
+                    out.write(src.read(ZIP_MAX_BYTES + 1))
+                if path.name == "annotations.json":
+                    roots.append(target.parent)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        raise FrcnnError(f"{name}: not a readable zip ({exc})") from None
+    if not roots:
+        raise FrcnnError(f"{name}: no annotations.json in the zip (a COCO folder: images/ + annotations.json)")
+    return min(roots, key=lambda p: len(p.parts))

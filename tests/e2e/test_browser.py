@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 PAGES = [("", "start"), ("backbone", "backbone"), ("anchors", "anchors"), ("anchor_targets", "anchor_targets"),
          ("proposals", "proposals"), ("roi", "roi"), ("detections", "detections"), ("losses", "losses"),
-         ("anchor_fit", "anchor_fit"), ("compare", "compare")]
+         ("anchor_fit", "anchor_fit"), ("compare", "compare"), ("training", "training")]
 
 FIGURE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd =>
     JSON.stringify((gd.data || []).map(t => [t.name, (t.x || []).length, Array.from(t.x || []).slice(0, 40),
@@ -119,3 +119,18 @@ def test_a_corrupt_upload_shows_an_error_and_the_page_keeps_working(app_url, pag
     _settled(page)
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator(".js-plotly-plot").count() >= 1
+
+
+def test_training_page_runs_a_few_steps_and_the_model_is_selectable(app_url, page):
+    _open(page, f"{app_url}/training")
+    steps = page.locator("[data-testid='stNumberInput']", has_text="Steps").locator("input")
+    steps.fill("3")
+    steps.press("Enter")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_selector("text=done: step 3 of 3", timeout=300_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.get_by_role("button", name="Use this model on every page").click()
+    _settled(page)
+    sidebar = page.inner_text("[data-testid='stSidebar']")
+    assert "Trained in this session" in sidebar and "default-" in sidebar
+    assert page.locator("[data-testid='stException']").count() == 0
