@@ -3,7 +3,6 @@ shows the curves, and the result becomes selectable as the session's model."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
