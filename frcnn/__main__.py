@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -151,13 +152,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     defaults = TrainConfig()
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup=min(defaults.warmup, max(1, args.steps // 10)),
-                         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every if held_out else 0)
-    if min(config.steps, config.batch_size, config.checkpoint_every) <= 0 or not config.lr > 0:
-        raise FrcnnError("--steps, --batch-size, --checkpoint-every and --lr must be positive")
+                         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every if held_out else 0,
+                         log_every=args.log_every)
+    if min(config.steps, config.batch_size, config.checkpoint_every, config.log_every) <= 0 or not config.lr > 0:
+        raise FrcnnError("--steps, --batch-size, --checkpoint-every, --log-every and --lr must be positive")
     out = train(args.model, dataset, args.out, settings, config, args.device, resume=not args.restart,
                 progress=not args.quiet, evaluate_on=held_out,
                 command=" ".join(["python -m frcnn", *(shlex.quote(a) for a in sys.argv[1:])]))
-    print(f"checkpoint: {out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line from the first process
+        print(f"checkpoint: {out}")
     return 0
 
 
@@ -286,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=float, default=1e-3)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--checkpoint-every", type=int, default=200)
+    r.add_argument("--log-every", type=int, default=10, help="steps between log records")
     r.add_argument("--eval-data", help="held-out data for mAP during training")
     r.add_argument("--eval-every", type=int, default=1000)
     r.add_argument("--device", default="auto")

@@ -8,6 +8,12 @@ statistics are the image's own): backbone, anchors, anchor targets and the RPN l
 as in approximate joint training); RoI targets, RoI pooling, the box head and the RoI losses. The loss is
 the sum of the four terms, averaged over the batch.
 
+More than one process: ``torchrun --nproc_per_node N -m frcnn train ...`` runs N processes with PyTorch's
+DistributedDataParallel (NCCL on GPUs, one per process; gloo on CPUs). :func:`step_batch` is the distributed
+sampler: each step's batch of ``N * batch_size`` images is drawn from the seed and the step and each process
+takes its shard, so N processes train on exactly what one process of ``N * batch_size`` images a step would;
+the first process logs, evaluates and writes the checkpoints.
+
 Checkpoints (:mod:`frcnn.models.checkpoint`) are written every ``checkpoint_every`` steps with the optimiser
 and RNG state, so an interrupted run resumes where it stopped and a seed makes a run repeatable; the final
 checkpoint drops the optimiser state. A JSON-lines log beside it records the losses and evaluations.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -66,16 +74,66 @@ class TrainConfig:
     clip_grad: float = 10.0
 
 
-def _augment(image: Tensor, boxes: Tensor, generator: torch.Generator, flip: bool) -> tuple[Tensor, Tensor]:
-    if flip and torch.rand((), generator=generator) < 0.5:
-        width = image.shape[-1]
-        image = image.flip(-1)
-        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-    return image, boxes
+def _flip(image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Mirror an image (3, H, W) and its boxes (G, 4) left to right."""
+    width = image.shape[-1]
+    return image.flip(-1), torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """What one process trains on at one step."""
+
+    indices: list[int]  # dataset items
+    flips: list[bool]  # mirror each one
+    min_size: int  # shorter side for the whole step (scale jitter)
+    first: int  # this process's first image in the step's batch of all processes
+
+
+def step_batch(num_items: int, config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> StepBatch:
+    """The (distributed) sampler: a step's batch of ``batch_size * world`` items, its flips and its scale are
+    drawn from ``(seed, step)`` alone, the same in every process, and process ``rank`` takes its own shard.
+
+    So every process sees different images, a resumed run draws what an uninterrupted one would, and N
+    processes of ``batch_size`` images train on exactly the images one process of ``N * batch_size`` would.
+    (torch's ``DistributedSampler`` deals epochs of a fixed dataset; this run is counted in steps over an
+    endless stream of synthetic scenes.)"""
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + step)
+    idx = torch.randint(num_items, (config.batch_size * world,), generator=generator).tolist()
+    flips = [bool(config.flip and torch.rand((), generator=generator) < 0.5) for _ in idx]
+    min_size = config.scales[int(torch.randint(len(config.scales), (1,), generator=generator))]
+    lo = rank * config.batch_size
+    return StepBatch(idx[lo:lo + config.batch_size], flips[lo:lo + config.batch_size], min_size, lo)
+
+
+class _LossModule(nn.Module):
+    """The four losses as a module's forward, so DistributedDataParallel sees the whole step."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, images: list[Tensor], boxes: list[Tensor], labels: list[Tensor], settings: Settings,
+                config: TrainConfig, min_size: int, seed: int, first: int) -> Tensor:
+        losses = training_losses(self.module, images, boxes, labels, settings, config, min_size, seed, first)
+        return torch.stack([getattr(losses, k) for k in LOSS_TERMS])  # (4,)
+
+
+def _distributed(dev: torch.device) -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group). Under torchrun (WORLD_SIZE > 1) the
+    group starts here: NCCL on GPUs, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    started = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        started = True
+    return dist.get_rank(), dist.get_world_size(), started
 
 
 def training_losses(module: nn.Module, images: list[Tensor], boxes: list[Tensor], labels: list[Tensor],
-                    settings: Settings, config: TrainConfig, min_size: int, seed: int) -> Losses:
+                    settings: Settings, config: TrainConfig, min_size: int, seed: int, first: int = 0) -> Losses:
     """The four losses of one batch, averaged over its images (gradients flow; call in train mode).
 
     Args: images, list of (3, H, W) float in [0, 1] on the model's device; boxes (G, 4) and labels (G,) per
@@ -102,8 +160,9 @@ def training_losses(module: nn.Module, images: list[Tensor], boxes: list[Tensor]
         anchors = make_anchors(sizes, ratios, feats.shapes[:len(sizes)], strides[:len(sizes)], tuple(size),
                                maps[0].device)
         gt, gt_labels = target["boxes"], target["labels"]
-        rpn_i = dataclasses.replace(train_rpn, sample_seed=(seed * 1009 + i) % (2**31 - 1))
-        roi_i = dataclasses.replace(settings.roi, sample_seed=(seed * 2003 + i) % (2**31 - 1))
+        k = first + i  # the image's place in the whole step's batch (all processes together)
+        rpn_i = dataclasses.replace(train_rpn, sample_seed=(seed * 1009 + k) % (2**31 - 1))
+        roi_i = dataclasses.replace(settings.roi, sample_seed=(seed * 2003 + k) % (2**31 - 1))
         with torch.no_grad():
             a_targets = anchor_targets(anchors.boxes, anchors.inside, gt, rpn_i)
             props = propose(anchors.boxes, rpn.objectness, rpn.deltas, rpn.num_per_level, tuple(size), rpn_i)
@@ -147,6 +206,11 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
     """
     out = Path(out)
     dev = pick_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "cuda":  # one GPU per process
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    rank, world, started = _distributed(dev)
+    lead = rank == 0  # only the first process logs, evaluates and writes checkpoints
     class_names = tuple(getattr(dataset, "class_names", ()))
     if len(class_names) < 2:
         raise FrcnnError("train: the dataset has no classes")
@@ -174,71 +238,85 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
     command = meta.get("command") or command
     step = int(meta["step"])
     seconds = float(meta.get("train_seconds", 0.0))
-    bar = _progress(progress, config.steps, step)
+    net = _LossModule(module)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    bar = _progress(progress and lead, config.steps, step)
     module.train()
-    while step < config.steps:
-        if should_stop is not None and should_stop():
-            break
-        start = time.perf_counter()
-        losses = _step(module, optimizer, dataset, settings, config, step, dev)
-        seconds += time.perf_counter() - start
-        step += 1
-        if step % config.log_every == 0 or step == config.steps:
-            record = {"step": step, "lr": _lr_at(step - 1, config), "seconds": round(seconds, 1),
-                      **{k: round(float(v), 5) for k, v in losses.items()}}
-            log.append(record)
-            if on_log:
-                on_log(record)
+    try:
+        while step < config.steps:
+            if should_stop is not None and should_stop():
+                break
+            start = time.perf_counter()
+            losses = _step(net, optimizer, dataset, settings, config, step, dev, rank, world)
+            seconds += time.perf_counter() - start
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                record = {"step": step, "lr": _lr_at(step - 1, config), "seconds": round(seconds, 1),
+                          **{k: round(float(v), 5) for k, v in losses.items()}}
+                log.append(record)
+                if on_log and lead:
+                    on_log(record)
+                if bar is not None:
+                    bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", *LOSS_TERMS)})
             if bar is not None:
-                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", *LOSS_TERMS)})
+                bar.update(1)
+            if lead and config.eval_every and evaluate_on is not None and step % config.eval_every == 0:
+                record = _evaluate_now(module, model, class_names, settings, evaluate_on, dev, step)
+                log.append(record)
+                if on_log:
+                    on_log(record)
+                module.train()
+            if lead and (step % config.checkpoint_every == 0 or step == config.steps):
+                _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
+                      final=step == config.steps, command=command, world=world)
+        if lead and step < config.steps:  # stopped early: keep what was done, resumable
+            _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False,
+                  command=command, world=world)
+    finally:
         if bar is not None:
-            bar.update(1)
-        if config.eval_every and evaluate_on is not None and step % config.eval_every == 0:
-            record = _evaluate_now(module, model, class_names, settings, evaluate_on, dev, step)
-            log.append(record)
-            if on_log:
-                on_log(record)
-            module.train()
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
-                  final=step == config.steps, command=command)
-    if step < config.steps:  # stopped early: keep what was done, resumable
-        _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False,
-              command=command)
-    if bar is not None:
-        bar.close()
+            bar.close()
+        if started:
+            dist.barrier()
+            dist.destroy_process_group()
     return out
 
 
-def _step(module: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, settings: Settings,
-          config: TrainConfig, step: int, dev: torch.device) -> dict[str, Tensor]:
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + step)  # per step: a resumed run repeats
-    idx = torch.randint(len(dataset), (config.batch_size,), generator=generator).tolist()
+def _step(net: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, settings: Settings,
+          config: TrainConfig, step: int, dev: torch.device, rank: int = 0, world: int = 1) -> dict[str, Tensor]:
+    batch = step_batch(len(dataset), config, step, rank, world)
     images, boxes, labels = [], [], []
-    for i in idx:
+    for i, flip in zip(batch.indices, batch.flips, strict=True):
         image, b, lab = dataset[i]
-        image, b = _augment(image, b, generator, config.flip)
+        if flip:
+            image, b = _flip(image, b)
         images.append(image.to(dev).float().div_(255))
         boxes.append(b.to(dev))
         labels.append(lab.to(dev))
-    min_size = config.scales[int(torch.randint(len(config.scales), (1,), generator=generator))]
     for group in optimizer.param_groups:
         group["lr"] = _lr_at(step, config)
-    losses = training_losses(module, images, boxes, labels, settings, config, min_size, seed=step)
-    total = losses.total
+    terms = net(images, boxes, labels, settings, config, batch.min_size, step, batch.first)  # (4,)
+    total = terms.sum()
     if not torch.isfinite(total):
         raise FrcnnError(f"train: the loss became {float(total)} at step {step + 1}; lower --lr")
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad)
+    total.backward()  # under DDP: the gradients are averaged over the processes here
+    nn.utils.clip_grad_norm_(net.parameters(), config.clip_grad)
     optimizer.step()
-    return {"total": total.detach(), **{k: getattr(losses, k).detach() for k in LOSS_TERMS}}
+    logged = terms.detach().clone()
+    if world > 1:  # the log shows the mean over every process's images
+        dist.all_reduce(logged)
+        logged /= world
+    return {"total": logged.sum(), **dict(zip(LOSS_TERMS, logged, strict=True))}
 
 
 def _save(out: Path, model: str, class_names: tuple[str, ...], settings: Settings, module: nn.Module,
           optimizer: torch.optim.Optimizer, step: int, log: list[dict], seconds: float, config: TrainConfig,
-          final: bool, command: str = "") -> None:
+          final: bool, command: str = "", world: int = 1) -> None:
     meta: dict[str, Any] = {"step": step, "log": log, "train_seconds": round(seconds, 1), "command": command,
+                            "processes": world,
                             "config": {k: list(v) if isinstance(v, tuple) else v
                                        for k, v in dataclasses.asdict(config).items()},
                             "machine": f"{platform.machine()} {platform.processor() or ''} "
