@@ -124,8 +124,7 @@ def test_a_corrupt_upload_shows_an_error_and_the_page_keeps_working(app_url, pag
 def test_training_page_runs_a_few_steps_and_the_model_is_selectable(app_url, page):
     _open(page, f"{app_url}/training")
     steps = page.locator("[data-testid='stNumberInput']", has_text="Steps").locator("input")
-    steps.fill("3")
-    steps.press("Enter")
+    steps.fill("3")  # inside a form: the value is taken when the form is submitted
     page.get_by_role("button", name="Start training").click()
     page.wait_for_selector("text=done: step 3 of 3", timeout=300_000)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
