@@ -84,6 +84,8 @@ def _model_picker() -> tuple[str, str, str]:
         label = st.sidebar.selectbox("Trained in this session", ["(the model's own weights)", *trained],
                                      key="trained_weights", help="Models from the Training page.")
         weights = trained.get(label, "auto")
+        if label in trained:
+            st.sidebar.caption(f"Weights: {label}, trained on the Training page")
     if weights_file is not None:
         data = weights_file.getvalue()
         path = Path(tempfile.gettempdir()) / f"frcnn-{hashlib.sha1(data).hexdigest()[:16]}.pt"

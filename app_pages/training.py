@@ -1,6 +1,6 @@
 """Training: train the default architecture (or vgg16) on synthetic scenes or an uploaded COCO dataset, with
 the session's anchors and thresholds, in the background of the server; live loss curves and held-out mAP;
-stop, resume, and use the result on every page."""
+stop, resume, and pick the result in the sidebar for every page."""
 
 import tempfile
 import time
@@ -16,12 +16,6 @@ from frcnn.data.dataset import CocoFolder, ShapesScenes, extract_coco_zip, split
 from frcnn.jobs import TrainingJob
 from frcnn.models.registry import REGISTRY
 from frcnn.train import LOSS_TERMS, TRAINABLE, TrainConfig
-
-
-def _use(model: str, label: str) -> None:
-    """Make the trained checkpoint the session's model (a callback: runs before the sidebar is drawn)."""
-    st.session_state["model"] = model
-    st.session_state["trained_weights"] = label
 
 
 def _curves(job: TrainingJob) -> go.Figure:
@@ -95,7 +89,6 @@ if job is None or not job.running:
             st.error(str(exc))
 
 
-@st.fragment(run_every=2)
 def live() -> None:
     job: TrainingJob | None = st.session_state.get("training_job")
     if job is None:
@@ -120,8 +113,7 @@ def live() -> None:
         label = f"{job.out.name} (step {step})"
         trained = st.session_state.setdefault("trained_models", {})
         trained[label] = (job.model, str(job.out))
-        b2.button("Use this model on every page", key="train_use", on_click=_use, args=(job.model, label),
-                  type="primary")
+        b2.success(f"Pick **{label}** in the sidebar under *Trained in this session* to use it on every page.")
         b3.download_button("Download the checkpoint", job.out.read_bytes(), file_name=job.out.name,
                            key="train_download")
     if not job.running and st.session_state.get("train_was_running"):
@@ -130,4 +122,5 @@ def live() -> None:
     st.session_state["train_was_running"] = job.running
 
 
-live()
+current = st.session_state.get("training_job")
+st.fragment(live, run_every=2 if current is not None and current.running else None)()  # live while it runs
