@@ -10,6 +10,7 @@ from app_pages._shared import context, explain, run_trace, settings, show_figure
 from frcnn import FrcnnError
 from frcnn.data.dataset import ShapesScenes
 from frcnn.data.shapes import CLASS_NAMES
+from frcnn.settings import parse_assignments
 from frcnn.sweeps import detection_sweep, proposal_recall_sweep
 from frcnn.viz.compare import comparison_figure, only_in, sweep_figure, what_boxes
 
@@ -19,19 +20,6 @@ SWEEPS = {
     "detections vs NMS IoU (per class)": ("roi.nms_thresh", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
     "detections vs RPN NMS IoU": ("rpn.nms_thresh", [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
 }
-
-
-def _parse(text: str) -> dict[str, str]:
-    changes = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if "=" not in line:
-            raise FrcnnError(f"{line!r}: expected KEY=VALUE, e.g. rpn.nms_thresh=0.5")
-        key, value = (p.strip() for p in line.split("=", 1))
-        changes[key] = value
-    return changes
 
 
 ctx = context()
@@ -46,7 +34,7 @@ a = settings()
 text = st.text_area("B: changes to A, one KEY=VALUE per line", "rpn.nms_thresh=0.5\nroi.score_thresh=0.3",
                     key="compare_b", help="Any key of `python -m frcnn keys`, e.g. anchors.sizes=64,128,256")
 try:
-    changes = _parse(text)
+    changes = parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:")
     b = a.replace(changes)
 except FrcnnError as exc:
     st.error(str(exc))

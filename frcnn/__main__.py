@@ -24,21 +24,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from frcnn.errors import FrcnnError
+from frcnn.settings import parse_assignments
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, status 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parse_assignments(items: Sequence[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise FrcnnError(f"{flag} {item!r}: expected KEY=VALUE, e.g. rpn.nms_thresh=0.5")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _sweep_values(text: str) -> list[str]:
@@ -100,8 +91,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from frcnn.trace import Tracer
 
     image = load_image(args.image)
-    overrides = _parse_assignments(args.set or [], "--set")
-    sweep = _parse_assignments(args.sweep or [], "--sweep")
+    overrides = parse_assignments(args.set or [], "--set")
+    sweep = parse_assignments(args.sweep or [], "--sweep")
     if len(sweep) > 1:
         raise FrcnnError("--sweep: one key at a time")
     detector = load_model(args.model, args.weights, args.device, _download_progress())
@@ -148,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     dataset = open_dataset(args.data)
     held_out = open_dataset(args.eval_data) if args.eval_data else None
-    settings = REGISTRY[args.model].defaults.replace(_parse_assignments(args.set or [], "--set"))
+    settings = REGISTRY[args.model].defaults.replace(parse_assignments(args.set or [], "--set"))
     defaults = TrainConfig()
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          warmup=min(defaults.warmup, max(1, args.steps // 10)),
@@ -170,7 +161,7 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     from frcnn.models import REGISTRY
 
     dataset = open_dataset(args.data)
-    settings = REGISTRY[args.model].defaults.replace(_parse_assignments(args.set or [], "--set"))
+    settings = REGISTRY[args.model].defaults.replace(parse_assignments(args.set or [], "--set"))
     if args.limit is not None and args.limit <= 0:
         raise FrcnnError("--limit must be positive")
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
@@ -227,7 +218,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if known and known != detector.class_names[:len(known)]:
         raise FrcnnError(f"{args.data}: its classes {list(known[1:])} are not the model's "
                          f"{list(detector.class_names[1:])}")
-    settings = detector.defaults.replace(_parse_assignments(args.set or [], "--set"))
+    settings = detector.defaults.replace(parse_assignments(args.set or [], "--set"))
     result = evaluate(detector, dataset, settings, limit=args.limit, progress=not args.quiet)
     print(f"images {result['images']}  mAP@0.5 {result['map_50']:.4f}  mAP@[.5:.95] {result['map']:.4f}  "
           f"mAP@0.75 {result['map_75']:.4f}")

@@ -216,6 +216,18 @@ def field_type(key: str) -> Any:
     return hints[name]
 
 
+def parse_assignments(items: Iterable[str], where: str) -> dict[str, str]:
+    """``["rpn.nms_thresh=0.5", ...]`` -> ``{"rpn.nms_thresh": "0.5", ...}`` (the CLI's --set, the Compare
+    page's lines); values stay text for :meth:`Settings.replace` to parse. ``where`` starts the error line."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FrcnnError(f"{where} {item!r}: expected KEY=VALUE, e.g. rpn.nms_thresh=0.5")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def parse_value(key: str, value: Any) -> Any:
     """Convert ``value`` (a string from a URL or the CLI, or a Python value) to ``key``'s type.
 

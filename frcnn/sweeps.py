@@ -20,10 +20,10 @@ from typing import Any
 
 from torch import Tensor
 
+from frcnn.detection_stats import match_detections
 from frcnn.proposal_stats import first_hits
 from frcnn.settings import Settings
 from frcnn.trace import Trace, Tracer
-from frcnn.viz.detections import match_detections
 
 Item = tuple[Tensor, Tensor, Tensor]
 

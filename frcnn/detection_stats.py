@@ -1,0 +1,52 @@
+"""Detections against ground truth: true positives, false positives and misses at an IoU threshold (greedy
+matching in score order, as COCO/VOC evaluation does). Used by the Detections page, the RoI tables and the
+sweeps, so it lives with the library, not with the figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+
+
+@dataclass(frozen=True)
+class Matching:
+    true_positive: Tensor  # (D,) bool per detection
+    matched_gt: Tensor  # (D,) int64 GT index or -1
+    iou: Tensor  # (D,) IoU with the matched (or best) GT box
+    missed: Tensor  # (G,) bool per GT box
+
+    @property
+    def precision(self) -> float:
+        n = len(self.true_positive)
+        return float(self.true_positive.sum()) / n if n else 1.0
+
+    @property
+    def recall(self) -> float:
+        g = len(self.missed)
+        return float((~self.missed).sum()) / g if g else 1.0
+
+
+def match_detections(boxes: Tensor, scores: Tensor, labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                     iou_thresh: float = 0.5) -> Matching:
+    """Each detection, best score first, takes the unmatched GT box of its class with the highest IoU >=
+    ``iou_thresh``; it is then a true positive. GT boxes left unmatched are misses."""
+    d, g = len(boxes), len(gt_boxes)
+    tp = torch.zeros(d, dtype=torch.bool)
+    matched = torch.full((d,), -1, dtype=torch.int64)
+    best_iou = torch.zeros(d)
+    taken = torch.zeros(g, dtype=torch.bool)
+    if d and g:
+        iou = box_iou(boxes.cpu().float(), gt_boxes.cpu().float())  # (D, G)
+        same = labels.cpu()[:, None] == gt_labels.cpu()[None, :]
+        iou = torch.where(same, iou, torch.zeros_like(iou))
+        best_iou = iou.max(dim=1).values
+        for i in torch.argsort(scores.cpu(), descending=True).tolist():  # greedy: order matters
+            candidates = torch.where(~taken, iou[i], torch.full_like(iou[i], -1.0))
+            j = int(candidates.argmax())
+            if candidates[j] >= iou_thresh:
+                tp[i], matched[i], taken[j] = True, j, True
+                best_iou[i] = iou[i, j]
+    return Matching(tp, matched, best_iou, ~taken)
