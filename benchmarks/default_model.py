@@ -25,20 +25,21 @@ from frcnn.data.shapes import SceneConfig  # noqa: E402
 from frcnn.evaluate import evaluate  # noqa: E402
 from frcnn.models.checkpoint import read_weights_file  # noqa: E402
 from frcnn.models.registry import DEFAULT_CHECKPOINT  # noqa: E402
+from frcnn.proposal_stats import first_hits  # noqa: E402
 
 SIZE_BINS = ((0, 32), (32, 64), (64, 128), (128, 256), (256, 10_000))  # sqrt(area) in px
 
 
 def recall_by_size(det, dataset, score: float = 0.5) -> list[dict]:
-    """Per object size: share of GT boxes with a proposal at IoU >= 0.5 (of the 300), and with a detection of
-    the right class at IoU >= 0.5 and score >= ``score``: where the model misses."""
+    """Per object size: share of GT boxes with a proposal at IoU >= 0.5 (of the model's post-NMS top-N), and
+    with a detection of the right class at IoU >= 0.5 and score >= ``score``: where the model misses."""
     tracer = Tracer(det, StageCache(max_entries=1))
     counts = {b: [0, 0, 0] for b in SIZE_BINS}
     for i in range(len(dataset)):
         image, boxes, labels = dataset[i]
         t = tracer.run(image)
         side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
-        proposed = (box_iou(boxes, t.proposals.boxes) >= 0.5).any(1) if len(t.proposals.boxes) else side < 0
+        proposed = first_hits(t.proposals.boxes, boxes, 0.5) < len(t.proposals.boxes)
         keep = t.detections.scores >= score
         d_boxes, d_labels = t.detections.boxes[keep], t.detections.labels[keep]
         found = (((box_iou(boxes, d_boxes) >= 0.5) & (d_labels[None] == labels[:, None])).any(1)
@@ -99,7 +100,8 @@ def model_card(det, state: dict, result: dict, sizes: list[dict], trace_ms: floa
               f"| mAP@0.5 | {result['map_50']:.3f} |", f"| mAP@[.5:.95] | {result['map']:.3f} |",
               f"| mAP@0.75 | {result['map_75']:.3f} |"]
     lines += [f"| AP@[.5:.95] {name} | {ap:.3f} |" for name, ap in result["per_class"].items()]
-    lines += ["", "By object size (sqrt of the box area, px): recall of the 300 proposals at IoU 0.5, and of the "
+    lines += ["", f"By object size (sqrt of the box area, px): recall of the {s.rpn.post_nms_top_n} proposals at IoU "
+              "0.5, and of the "
               "detections with score >= 0.5 of the right class at IoU 0.5:", "",
               "| size | objects | proposal recall | detection recall |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {r['size']} | {r['objects']} | {r['proposal_recall']:.2f} | {r['detection_recall']:.2f} |"

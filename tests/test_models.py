@@ -134,7 +134,7 @@ def test_other_architectures_are_refused_naming_what_differs(tmp_path):
     other["rpn.head.cls_logits.bias"] = torch.zeros(9)
     raw = tmp_path / "anchors.pth"
     torch.save(other, raw)
-    with pytest.raises(FrcnnError, match="9 anchors per location in the file, 18 in the model"):
+    with pytest.raises(FrcnnError, match="9 anchors per location in the file, 30 in the model"):
         load_model("default", raw, "cpu")
     classes = dict(state)  # a head for 3 classes, but box regression still for 6: inconsistent
     classes["roi_heads.box_predictor.cls_score.weight"] = torch.zeros(3, 256)

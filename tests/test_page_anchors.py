@@ -38,7 +38,7 @@ def test_anchors_page_counts_follow_the_sizes(app):
     assert not at.exception and at.title[0].value == "Anchors"
     m = _metrics(at)
     w, h = (int(v) for v in m["Grid (W×H)"].split("×"))
-    assert m["Per location (k)"] == 18 and m["Anchors"] == w * h * 18  # the default model: 6 sizes x 3 ratios
+    assert m["Per location (k)"] == 30 and m["Anchors"] == w * h * 30  # the default model: 10 sizes x 3 ratios
     assert "anchors drawn" in _spec(at)["layout"]["title"]["text"]
     assert not any("do not use these anchors" in i.value for i in at.info)  # the trained head's own anchors
 

@@ -251,7 +251,7 @@ def test_anchors_that_do_not_fit_the_head_fall_back_with_a_note(detector, scene)
     trace = Tracer(detector).run(image, settings)
     assert trace.anchors_source == "model"
     assert trace.anchors.num_per_location == (6,)
-    assert trace.rpn_anchors.num_per_location == (18,)
+    assert trace.rpn_anchors.num_per_location == (30,)
     assert any("anchors per location" in n for n in trace.notes)
     other_stride = Tracer(detector).run(image, settings.replace({"anchors.sizes": (16, 32, 64, 128, 256, 512),
                                                                  "anchors.stride": 16}))

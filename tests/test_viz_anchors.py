@@ -66,7 +66,7 @@ def test_counts_are_the_traces(setup):
     c = anchor_counts(trace)
     (h, w), = trace.anchors.grid_sizes
     (k,), (stride,) = trace.anchors.num_per_location, trace.anchors.strides
-    assert (k, stride) == (18, 8)  # the default model: 6 sizes x 3 ratios at stride 8
+    assert (k, stride) == (30, 8)  # the default model: 10 sizes x 3 ratios at stride 8
     assert c["total"] == len(trace.anchors.boxes) == h * w * k
     assert c["inside"] == trace.counts()["inside"]
     assert (c["per_location"], c["grid"], c["stride"]) == (str(k), f"{w}×{h}", str(stride))
