@@ -11,7 +11,13 @@ Stage graph (``DEPENDS``), with the settings each stage reads (``STAGE_SETTINGS`
 
     image -> preprocess -> backbone -> rpn_head ---------------> proposals -> roi_pooling -> box_head -> detections
                               |-> anchors -> rpn_anchors -------^    |
-    gt ----> anchor_targets <-'                                      '-> roi_targets -> losses
+    gt ----> anchor_targets <-'                |                     '-> roi_targets -> losses
+      '----------------------------> rpn_anchor_targets ---------------------------------^
+
+``anchor_targets`` labels the anchors the settings describe (what the pages show); ``rpn_anchor_targets``
+labels the anchors the RPN decoded, for its loss: the same result unless the settings' anchors do not fit the
+trained head, and then cached on its own, so moving an anchor slider the head cannot use does not label the
+model's anchors again.
 
 Inside, the stages work in network-input pixels; the :class:`Trace` they make is in the original image's
 pixels (boxes (x1, y1, x2, y2) floats), as every consumer wants.
@@ -46,7 +52,9 @@ from frcnn.stages.roi_pooling import PooledRoIs, pool_rois, spatial_scale
 from frcnn.stages.roi_targets import RoITargets, roi_targets
 from frcnn.stages.rpn_head import RPNOutput, run_rpn_head
 
-TRACE_STAGES = STAGES[:3] + ("rpn_anchors",) + STAGES[3:]  # rpn_anchors: the anchors the RPN decodes
+_AT = STAGES.index("anchor_targets") + 1
+# rpn_anchors: the anchors the RPN decodes; rpn_anchor_targets: their labels for the RPN loss
+TRACE_STAGES = STAGES[:3] + ("rpn_anchors",) + STAGES[3:_AT] + ("rpn_anchor_targets",) + STAGES[_AT:]
 
 DEPENDS: dict[str, tuple[str, ...]] = {
     "preprocess": ("image",),
@@ -55,23 +63,26 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "rpn_anchors": ("anchors",),
     "rpn_head": ("backbone",),
     "anchor_targets": ("anchors", "gt"),
+    "rpn_anchor_targets": ("preprocess", "rpn_anchors", "gt"),
     "proposals": ("rpn_anchors", "rpn_head"),
     "roi_targets": ("proposals", "gt"),
     "roi_pooling": ("backbone", "proposals"),
     "box_head": ("roi_pooling",),
     "detections": ("box_head",),
-    "losses": ("anchor_targets", "rpn_anchors", "rpn_head", "roi_targets"),
+    "losses": ("rpn_anchor_targets", "rpn_head", "roi_targets"),
 }
 
+_ANCHOR_TARGET_KEYS = ("rpn.fg_iou_thresh", "rpn.bg_iou_thresh", "rpn.allow_low_quality_matches",
+                       "rpn.ignore_cross_boundary", "rpn.batch_size_per_image", "rpn.positive_fraction",
+                       "rpn.sample_seed")
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "preprocess": ("input.min_size", "input.max_size"),
     "backbone": (),
     "anchors": ("anchors.sizes", "anchors.ratios", "anchors.stride"),
     "rpn_anchors": (),
     "rpn_head": (),
-    "anchor_targets": ("rpn.fg_iou_thresh", "rpn.bg_iou_thresh", "rpn.allow_low_quality_matches",
-                       "rpn.ignore_cross_boundary", "rpn.batch_size_per_image", "rpn.positive_fraction",
-                       "rpn.sample_seed"),
+    "anchor_targets": _ANCHOR_TARGET_KEYS,
+    "rpn_anchor_targets": _ANCHOR_TARGET_KEYS,
     "proposals": ("rpn.pre_nms_top_n", "rpn.nms_thresh", "rpn.post_nms_top_n", "rpn.min_size",
                   "rpn.score_thresh"),
     "roi_targets": ("roi.fg_iou_thresh", "roi.bg_iou_thresh_hi", "roi.bg_iou_thresh_lo",
@@ -279,10 +290,16 @@ class Tracer:
             if has_gt:
                 a_targets = run.stage("anchor_targets", lambda: anchor_targets(
                     anchors.boxes, anchors.inside, gt_net, settings.rpn))
+                if source == "settings":  # the RPN decoded these very anchors: same labels
+                    rpn_targets = a_targets
+                    run.keys["rpn_anchor_targets"] = run.keys["anchor_targets"]
+                else:
+                    rpn_targets = run.stage("rpn_anchor_targets", lambda: anchor_targets(
+                        rpn_anchors.boxes, rpn_anchors.inside, gt_net, settings.rpn))
                 r_targets = run.stage("roi_targets", lambda: roi_targets(props.boxes, gt_net, gt_labels,
                                                                          settings.roi))
                 losses = run.stage("losses", lambda: self._losses(
-                    settings, feats, pre, rpn, rpn_anchors, source, a_targets, r_targets, gt_net, memo))
+                    settings, feats, pre, rpn, rpn_targets, r_targets, memo))
                 if losses.roi_classifier is None:
                     notes.append("RoI losses need ground-truth classes the model knows "
                                  f"(labels 1..{len(det.class_names) - 1})")
@@ -381,12 +398,10 @@ class Tracer:
         return self._head(feats, boxes, pre, pooled.op, pooled.output_size, ratio, memo)
 
     def _losses(self, settings: Settings, feats: Features, pre: Preprocessed, rpn: RPNOutput,
-                rpn_anchors: Anchors, source: str, a_targets: AnchorTargets, r_targets: RoITargets,
-                gt_net: Tensor, memo: str | None = None) -> Losses:
+                rpn_targets: AnchorTargets, r_targets: RoITargets, memo: str | None = None) -> Losses:
+        """The four losses; ``rpn_targets`` label the anchors the RPN decoded."""
         det = self.detector
-        if source == "model":  # the RPN decoded the model's anchors: label those for its loss
-            a_targets = anchor_targets(rpn_anchors.boxes, rpn_anchors.inside, gt_net, settings.rpn)
-        rpn_cls, rpn_box = rpn_losses(rpn.objectness, rpn.deltas, a_targets)
+        rpn_cls, rpn_box = rpn_losses(rpn.objectness, rpn.deltas, rpn_targets)
         num_classes = len(det.class_names)
         if bool(((r_targets.labels < 0) | (r_targets.labels >= num_classes)).any()):
             return Losses(rpn_cls, rpn_box, None, None)

@@ -78,8 +78,9 @@ DEFAULT_SETTINGS = Settings(
 the network's scale, sides up to 3:1) need otherwise:
 
 - anchors about a factor sqrt(2) apart from 16 to 362 px (10 sizes x 3 ratios = 30 per location; even
-  sizes, since torchvision rounds an anchor's corners to whole pixels around its centre) on a stride-8 map: 88% of the scenes' boxes reach IoU 0.7 with some anchor (the paper's factor 2 reaches 47%), so objects
-  of every size have positive anchors beyond their one low-quality match (``python -m frcnn anchors``);
+  sizes, since torchvision rounds an anchor's corners to whole pixels around its centre) on a stride-8 map:
+  87% of the scenes' boxes reach IoU 0.7 with some anchor (the paper's factor 2 reaches 47%), so objects of
+  every size have positive anchors beyond their one low-quality match (``python -m frcnn anchors``);
 - cross-boundary anchors kept in training (torchvision's choice: with the largest anchors on a 512-px image
   the paper's rule would leave the largest objects almost no anchor to learn from);
 - 1000 proposals at test time (torchvision's number; the paper's 300 are spent on large objects' near
