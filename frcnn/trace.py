@@ -251,13 +251,14 @@ class Tracer:
         det = self.detector
         settings = settings or det.defaults
         dev = det.device
-        image = image.to(dev)
         has_gt = gt_boxes is not None
-        gt_boxes = (gt_boxes if has_gt else torch.zeros(0, 4)).to(dev, torch.float32).reshape(-1, 4)
+        gt_boxes = (gt_boxes if has_gt else torch.zeros(0, 4)).to(torch.float32).reshape(-1, 4)
         if gt_labels is None:
             gt_labels = torch.ones(len(gt_boxes), dtype=torch.int64)
-        gt_labels = gt_labels.to(dev, torch.int64).reshape(-1)
+        gt_labels = gt_labels.to(torch.int64).reshape(-1)
+        # keyed where the caller's tensors are (the CPU, from the image loader), then moved to the device once
         run = _Run(self, settings, {"image": _digest(image), "gt": _digest(gt_boxes, gt_labels)})
+        image, gt_boxes, gt_labels = image.to(dev), gt_boxes.to(dev), gt_labels.to(dev)
         notes: list[str] = []
 
         pre = run.stage("preprocess", lambda: preprocess(image, settings.input, det.image_mean, det.image_std))
