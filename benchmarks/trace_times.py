@@ -27,6 +27,7 @@ from machine import describe  # noqa: E402
 from frcnn import StageCache, Tracer, load_model  # noqa: E402
 from frcnn.data.dataset import scene_tensors  # noqa: E402
 from frcnn.data.shapes import SceneConfig  # noqa: E402
+from frcnn.trace import trace_stages  # noqa: E402
 
 CHANGES = {
     "anchor size": {"anchors.sizes": (48.0, 96.0, 192.0, 384.0, 768.0)},
@@ -53,8 +54,7 @@ def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", devic
         cold.append(Tracer(det, StageCache()).run(image, settings, boxes, labels))
         sync()
         cold_wall.append((time.perf_counter() - start) * 1000)
-    stages = list(cold[0].timings_ms)
-    table = {"cold": {s: statistics.median(t.timings_ms[s] for t in cold) for s in stages}}
+    traces = {"cold": cold}
     walls = {"cold": statistics.median(cold_wall)}
     reran_backbone = {}
     warm = StageCache()
@@ -68,10 +68,13 @@ def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", devic
             runs.append(tracer.run(image, settings.replace(change), boxes, labels))
             sync()
             wall.append((time.perf_counter() - start) * 1000)
-        table[name] = {s: statistics.median(t.timings_ms[s] if s not in t.cached else 0.0 for t in runs)
-                       for s in stages}
+        traces[name] = runs
         walls[name] = statistics.median(wall)
         reran_backbone[name] = "backbone" not in runs[0].cached
+    # every stage any trace ran, in pipeline order (an anchor change adds rpn_anchor_targets); 0 when cached
+    stages = [s for s in trace_stages() if any(s in t.timings_ms for runs in traces.values() for t in runs)]
+    table = {name: {s: statistics.median(t.timings_ms.get(s, 0.0) if s not in t.cached else 0.0 for t in runs)
+                    for s in stages} for name, runs in traces.items()}
     peak = (torch.cuda.max_memory_allocated() / 2**20 if det.device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     device_name = describe(det.device)
