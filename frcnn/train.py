@@ -3,8 +3,8 @@ with the very stage functions the tracer shows (anchor targets, proposals, RoI t
 losses), so what the app displays is what the model learnt from.
 
 One step: a batch of images, flipped at random (p = 0.5) and resized with a random shorter side from
-``scales`` (scale jitter); then per image, at its own size (no padding to the batch's largest; BatchNorm
-statistics are the image's own): backbone, anchors, anchor targets and the RPN losses; proposals (detached,
+``scales`` (scale jitter); then per image, at its own size (no padding to the batch's largest; the light
+trunk's GroupNorm does not mix images): backbone, anchors, anchor targets and the RPN losses; proposals (detached,
 as in approximate joint training); RoI targets, RoI pooling, the box head and the RoI losses. The loss is
 the sum of the four terms, averaged over the batch.
 
