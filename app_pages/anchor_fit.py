@@ -100,8 +100,9 @@ m[3].metric("Mean best IoU", f"{fit.mean_best_iou:.3f}")
 
 st.subheader("Suggested by k-means")
 c1, c2 = st.columns(2)
-num_sizes = int(c1.number_input("Sizes", 1, 8, len(a.sizes), key="fit_num_sizes"))
-num_ratios = int(c2.number_input("Ratios", 1, 5, len(a.ratios), key="fit_num_ratios"))
+# as many as the settings have (the default model has 10 sizes), up to what the settings allow
+num_sizes = int(c1.number_input("Sizes", 1, 16, min(len(a.sizes), 16), key="fit_num_sizes"))
+num_ratios = int(c2.number_input("Ratios", 1, 8, min(len(a.ratios), 8), key="fit_num_ratios"))
 try:
     sizes, ratios = suggest_anchors(fit.shapes, num_sizes, num_ratios)
     suggested = _fit(key, items, s.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}))
