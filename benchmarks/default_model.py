@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from torchvision.ops import box_iou
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import describe  # noqa: E402
@@ -22,6 +20,7 @@ from machine import describe  # noqa: E402
 from frcnn import StageCache, Tracer, load_model  # noqa: E402
 from frcnn.data.dataset import ShapesScenes, scene_tensors  # noqa: E402
 from frcnn.data.shapes import SceneConfig  # noqa: E402
+from frcnn.detection_stats import match_detections  # noqa: E402
 from frcnn.evaluate import evaluate  # noqa: E402
 from frcnn.models.checkpoint import read_weights_file  # noqa: E402
 from frcnn.models.registry import DEFAULT_CHECKPOINT  # noqa: E402
@@ -41,9 +40,8 @@ def recall_by_size(det, dataset, score: float = 0.5) -> list[dict]:
         side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
         proposed = first_hits(t.proposals.boxes, boxes, 0.5) < len(t.proposals.boxes)
         keep = t.detections.scores >= score
-        d_boxes, d_labels = t.detections.boxes[keep], t.detections.labels[keep]
-        found = (((box_iou(boxes, d_boxes) >= 0.5) & (d_labels[None] == labels[:, None])).any(1)
-                 if len(d_boxes) else side < 0)
+        found = ~match_detections(t.detections.boxes[keep], t.detections.scores[keep], t.detections.labels[keep],
+                                  boxes, labels, 0.5).missed  # (G,) matched one to one, as on the Detections page
         for lo, hi in SIZE_BINS:
             m = (side >= lo) & (side < hi)
             c = counts[(lo, hi)]
