@@ -18,7 +18,9 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -147,12 +149,25 @@ def cmd_train(args: argparse.Namespace) -> int:
                          log_every=args.log_every)
     if min(config.steps, config.batch_size, config.checkpoint_every, config.log_every) <= 0 or not config.lr > 0:
         raise FrcnnError("--steps, --batch-size, --checkpoint-every, --log-every and --lr must be positive")
+    if args.until is not None and args.until <= 0:
+        raise FrcnnError("--until must be positive")
+    stopping = _stop_on_signals()
     out = train(args.model, dataset, args.out, settings, config, args.device, resume=not args.restart,
-                progress=not args.quiet, evaluate_on=held_out,
+                progress=not args.quiet, evaluate_on=held_out, should_stop=stopping.is_set, until=args.until,
                 command=" ".join(["python -m frcnn", *(shlex.quote(a) for a in sys.argv[1:])]))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line from the first process
         print(f"checkpoint: {out}")
     return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM or SIGINT (Ctrl-C) asks a training run to stop after its current step and write a resumable
+    checkpoint, instead of losing the steps since the last one."""
+    stopping = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+    return stopping
 
 
 def cmd_anchors(args: argparse.Namespace) -> int:
@@ -285,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval-every", type=int, default=1000)
     r.add_argument("--device", default="auto")
     r.add_argument("--set", action="append", metavar="KEY=VALUE")
+    r.add_argument("--until", type=int, metavar="STEP",
+                   help="stop (resumably) after this step; the learning-rate schedule stays that of --steps")
     r.add_argument("--restart", action="store_true", help="start over even if --out exists")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_train)

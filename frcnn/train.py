@@ -197,12 +197,15 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
           config: TrainConfig = TrainConfig(), device: str = "auto", resume: bool = True,
           progress: bool = True, on_log: Callable[[dict], None] | None = None,
           evaluate_on: Dataset | None = None, should_stop: Callable[[], bool] | None = None,
-          command: str = "") -> Path:
+          command: str = "", until: int | None = None) -> Path:
     """Train ``model`` on ``dataset`` and write checkpoints to ``out``; returns ``out``.
 
     With ``resume`` and a checkpoint already at ``out``, training goes on from its step with its settings.
     ``on_log`` receives every log record; ``should_stop`` is polled each step (a stopped run can resume).
-    ``command`` (how the run was started, for its model card) is kept in the checkpoint.
+    ``until`` stops (resumably) after that step, with the learning-rate schedule still that of
+    ``config.steps``. ``command`` (how the run was started, for its model card) is kept in the checkpoint,
+    and every invocation's command with the step it started from in ``meta["runs"]``, so a run that was
+    resumed with other arguments says so.
     """
     out = Path(out)
     dev = pick_device(device)
@@ -235,8 +238,13 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
         if "rng" in meta:
             torch.set_rng_state(meta.pop("rng"))
     log: list[dict] = list(meta.get("log", []))
-    command = meta.get("command") or command
     step = int(meta["step"])
+    runs: list[dict] = list(meta.get("runs") or ([{"from_step": 0, "command": meta["command"]}]
+                                                  if meta.get("command") else []))
+    if lead:
+        runs.append({"from_step": step, "command": command})
+    command = meta.get("command") or command
+    stop = config.steps if until is None else min(config.steps, until)
     seconds = float(meta.get("train_seconds", 0.0))
     net = _LossModule(module)
     if world > 1:
@@ -246,7 +254,7 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
     bar = _progress(progress and lead, config.steps, step)
     module.train()
     try:
-        while step < config.steps:
+        while step < stop:
             if should_stop is not None and should_stop():
                 break
             start = time.perf_counter()
@@ -271,10 +279,10 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
                 module.train()
             if lead and (step % config.checkpoint_every == 0 or step == config.steps):
                 _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
-                      final=step == config.steps, command=command, world=world)
-        if lead and step < config.steps:  # stopped early: keep what was done, resumable
+                      final=step == config.steps, command=command, world=world, runs=runs)
+        if lead and step < config.steps and step % config.checkpoint_every:  # stopped early: keep it, resumable
             _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False,
-                  command=command, world=world)
+                  command=command, world=world, runs=runs)
     finally:
         if bar is not None:
             bar.close()
@@ -314,9 +322,9 @@ def _step(net: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, se
 
 def _save(out: Path, model: str, class_names: tuple[str, ...], settings: Settings, module: nn.Module,
           optimizer: torch.optim.Optimizer, step: int, log: list[dict], seconds: float, config: TrainConfig,
-          final: bool, command: str = "", world: int = 1) -> None:
+          final: bool, command: str = "", world: int = 1, runs: list[dict] | None = None) -> None:
     meta: dict[str, Any] = {"step": step, "log": log, "train_seconds": round(seconds, 1), "command": command,
-                            "processes": world,
+                            "runs": runs or [{"from_step": 0, "command": command}], "processes": world,
                             "config": {k: list(v) if isinstance(v, tuple) else v
                                        for k, v in dataclasses.asdict(config).items()},
                             "machine": f"{platform.machine()} {platform.processor() or ''} "

@@ -180,3 +180,31 @@ def test_anchors_reports_the_fit_and_suggestions(scene_dir, capsys):
     assert code == 2 and "no such folder" in err
     code, _, err = _run(["anchors", "--data", str(scene_dir), "--num-sizes", "50"], capsys)
     assert code == 2 and "cannot make 150 clusters" in err
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_stops_a_training_run_with_a_resumable_checkpoint(tmp_path):
+    """A stopped CLI run (SIGTERM, or Ctrl-C's SIGINT) keeps the steps since its last checkpoint."""
+    import signal
+
+    from frcnn.models import read_weights_file
+
+    out = tmp_path / "m.pt"
+    args = [sys.executable, "-m", "frcnn", "train", "--data", "shapes:4:3", "--out", str(out), "--steps", "100000",
+            "--batch-size", "1", "--checkpoint-every", "100000", "--log-every", "1", "--device", "cpu",
+            "--set", "input.min_size=128", "--set", "input.max_size=160"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FRCNN_OFFLINE": "1"})
+    try:
+        seen = ""
+        while "2/100000" not in seen:  # the progress bar: the loop is running, the handler installed
+            chunk = proc.stderr.read(1)
+            assert chunk, f"training ended early: {seen[-500:]}"
+            seen += chunk
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    meta = read_weights_file(out)["meta"]
+    assert 2 <= meta["step"] < 100000 and "optimizer" in meta and len(meta["log"]) == meta["step"]

@@ -95,3 +95,19 @@ def test_a_folder_without_annotations_is_refused(tmp_path):
     (tmp_path / "annotations.json").write_text("{not json")
     with pytest.raises(FrcnnError, match="not a readable COCO file"):
         open_dataset(tmp_path)
+
+
+def test_until_stops_resumably_on_the_full_schedule_and_every_run_is_recorded(tmp_path):
+    data = ShapesScenes(6, seed=5, config=TINY)
+    whole = train("default", data, tmp_path / "whole.pt", SETTINGS, _config(), "cpu", progress=False, command="a")
+    part = train("default", data, tmp_path / "part.pt", SETTINGS, _config(), "cpu", progress=False, until=6,
+                 command="first")
+    meta = read_weights_file(part)["meta"]
+    assert meta["step"] == 6 and "optimizer" in meta
+    assert [r["lr"] for r in meta["log"]] == [r["lr"] for r in read_weights_file(whole)["meta"]["log"][:6]]
+    train("default", data, part, SETTINGS, _config(), "cpu", progress=False, command="second")
+    a, b = read_weights_file(whole), read_weights_file(part)
+    assert b["meta"]["step"] == 12 and b["meta"]["command"] == "first"
+    assert b["meta"]["runs"] == [{"from_step": 0, "command": "first"}, {"from_step": 6, "command": "second"}]
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
