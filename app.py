@@ -103,6 +103,12 @@ def _load_tracer(name: str, weights: str, device: str):
         return get_tracer(name, "auto", device)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _sample(name: str, class_names: tuple[str, ...]):
+    """A sample image and its ground truth, decoded (or generated) once; every rerun gets its own copy."""
+    return load_sample(name, class_names=class_names)
+
+
 def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torch.Tensor | None, torch.Tensor | None]:
     st.sidebar.header("Image")
     sample = st.sidebar.selectbox("Sample image", SAMPLES, key="sample")
@@ -125,7 +131,7 @@ def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torc
         image, name = own.tensor, own.name
         gt = st.session_state.get("own_gt")
     else:
-        loaded, gt = load_sample(sample, class_names=class_names)
+        loaded, gt = _sample(sample, class_names)
         image, name = loaded.tensor, sample
         if st.session_state.get("gt_source") != ("sample", sample):
             st.session_state.update(gt_source=("sample", sample), edited_gt=None)

@@ -98,7 +98,7 @@ colour_by = v2.radio("One colour per", ["size", "ratio"], key="anchors_colour_by
 every = v2.slider("Every n-th location", 1, 16, min(16, max(1, 128 // a.strides[level])),  # about 128 px apart
                   key=f"anchors_every_{a.strides[level]}",
                   help="Thin the drawing: the anchors of every n-th location in each direction, around the "
-                       "chosen one (1: every location).")
+                       "chosen one (1: every location, and every location's centre can be clicked).")
 sizes = v3.multiselect("Show sizes", a.sizes[level], default=a.sizes[level], key=f"anchors_show_sizes_{a.sizes}",
                        format_func=lambda v: f"{v:g}")
 ratios = v4.multiselect("Show ratios", a.ratios, default=a.ratios, key=f"anchors_show_ratios_{a.ratios}",
@@ -110,7 +110,8 @@ if selection.get("points"):  # a click: remember where, so a redrawn figure keep
 point = st.session_state.get("anchors_point")
 cov = coverage(trace, inside_only=trace.settings.rpn.ignore_cross_boundary)
 fig = anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every, cov)
-st.caption("Click an anchor centre (white dot) to see the k anchors of that location. Sizes are in the network "
+st.caption("Click an anchor centre (white dot) to see the k anchors of that location (on a large grid every few "
+           "centres are drawn; Every n-th location = 1 draws them all). Sizes are in the network "
            f"input's pixels; the image is shown at its own size, {1 / trace.preprocess.scale[1]:.2f}× the input.")
 show_figure(fig, key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors")
 

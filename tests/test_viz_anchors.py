@@ -8,22 +8,26 @@ import math
 import re
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 
 from frcnn import Tracer, load_model
 from frcnn.data.shapes import make_scene
 from frcnn.viz.anchors import (
+    MAX_CENTRE_DOTS,
     anchor_counts,
     anchor_customdata,
     anchor_targets_figure,
     anchors_figure,
+    centre_step,
     coverage,
     coverage_rows,
     pick_location,
     positive_rows,
     target_counts,
 )
+from frcnn.viz.common import GL_MIN_POINTS, add_points, marker_trace
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +223,35 @@ def test_without_ground_truth(setup):
     assert anchor_customdata(empty).shape == (len(empty.anchors.boxes), 15)
     fig = anchor_targets_figure(image, empty)
     assert _n_boxes(_lines(fig, "positive in the minibatch")[0]) == 0
+
+
+def test_centre_dots_are_thinned_to_a_clickable_lattice_and_all_with_every_1(setup):
+    run, _, image = setup
+    trace = run()
+    (h, w), = trace.anchors.grid_sizes
+    for every in (1, 2, 16):
+        fig = anchors_figure(image, trace, every=every)
+        dots = next(t for t in fig.data[1:] if t.mode == "markers" and t.name.startswith("anchor centres"))
+        step = centre_step(h * w, every)
+        assert step <= every and (every > 1 or step == 1)
+        assert len(dots.x) == math.ceil(h / step) * math.ceil(w / step)
+        assert len(dots.x) <= max(MAX_CENTRE_DOTS * 1.1, h * w / every ** 2)
+        # every dot is a real centre, and clicking it picks its own cell
+        for x, y, text in list(zip(dots.x, dots.y, dots.text, strict=True))[:: max(1, len(dots.x) // 20)]:
+            iy, ix = pick_location(trace, (float(x), float(y)))
+            assert text.startswith(f"cell ({iy}, {ix})")
+    assert centre_step(64 * 80, 16) == 3 and centre_step(64 * 80, 1) == 1 and centre_step(500, 8) == 1
+
+
+def test_small_marker_traces_are_svg_so_a_figure_needs_no_webgl_context(setup):
+    """Streamlit mounts a changed chart anew; a WebGL trace then costs a new WebGL context."""
+    run, _, image = setup
+    trace = run()
+    fig = anchors_figure(image, trace, cov=coverage(trace, True))
+    assert {t.type for t in fig.data[1:]} == {"scatter"}
+    assert marker_trace(GL_MIN_POINTS - 1) is go.Scatter and marker_trace(GL_MIN_POINTS) is go.Scattergl
+    for t in anchors_figure(image, trace, every=1).data[1:]:  # every location's centre
+        if t.mode == "markers":
+            assert t.type == ("scattergl" if len(t.x) >= GL_MIN_POINTS else "scatter"), (t.name, len(t.x))
+    many = add_points(go.Figure(), np.arange(GL_MIN_POINTS), np.arange(GL_MIN_POINTS), "#000000", "many")
+    assert many.data[0].type == "scattergl"

@@ -10,6 +10,7 @@ are summarised as one dot per grid cell unless asked for as boxes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,7 +45,7 @@ LAYER_COLOURS = ("#0072B2", "#CC79A7", "#009E73", "#56B4E9", "#D55E00", "#882255
 def _keep_unselected_look(fig: go.Figure) -> go.Figure:
     """A click selects a point, and plotly would then fade every other marker: keep them as they are."""
     for t in fig.data:
-        if isinstance(t, go.Scattergl) and t.mode == "markers":
+        if isinstance(t, (go.Scatter, go.Scattergl)) and t.mode == "markers":
             t.unselected = dict(marker=dict(opacity=t.marker.opacity if t.marker.opacity is not None else 1.0))
     return fig
 
@@ -135,6 +136,15 @@ def anchors_mask(trace: Trace, level: int, sizes: Sequence[float] | None = None,
     return keep
 
 
+MAX_CENTRE_DOTS = 1000  # clickable location dots drawn at most, unless every location's anchors are drawn
+
+
+def centre_step(locations: int, every: int) -> int:
+    """Draw every ``step``-th location's centre in each direction: at most about ``MAX_CENTRE_DOTS`` dots, and
+    never sparser than the drawn anchors (``every``), so ``every = 1`` makes every location clickable."""
+    return max(1, min(every, math.ceil(math.sqrt(locations / MAX_CENTRE_DOTS))))
+
+
 def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] | None = None, level: int = 0,
                    colour_by: str = "size", sizes: Sequence[float] | None = None,
                    ratios: Sequence[float] | None = None, scope: str = "inside", every: int = 8,
@@ -155,8 +165,12 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     fig = image_figure(image, height=height)
     centres = as_numpy(location_centres(a, level))
     w = a.grid_sizes[level][1]
-    cells = [f"cell ({i // w}, {i % w}) · centre ({x:.0f}, {y:.0f})" for i, (x, y) in enumerate(centres)]
-    add_points(fig, centres[:, 0], centres[:, 1], "#FFFFFF", f"anchor centres ({len(centres):,}): click one",
+    step = centre_step(len(centres), every)
+    ci, cj = np.divmod(np.arange(len(centres)), w)
+    dots = np.flatnonzero((ci % step == 0) & (cj % step == 0))
+    cells = [f"cell ({i // w}, {i % w}) · centre ({centres[i, 0]:.0f}, {centres[i, 1]:.0f})" for i in dots]
+    shown = f"{len(centres):,}" + (f", every {step}th drawn" if step > 1 else "")
+    add_points(fig, centres[dots, 0], centres[dots, 1], "#FFFFFF", f"anchor centres ({shown}): click one",
                size=4, hover=cells, opacity=0.6)
     fig.data[-1].marker.line = dict(color="#333333", width=0.5)
 

@@ -6,7 +6,11 @@ trace of one point per box (its centre, or top-left corner) with ``customdata``.
 
 The outlines are an SVG ``Scatter``, not ``Scattergl``: the plotly.js that Streamlit bundles draws WebGL
 *lines* wrongly (on the image's reversed y axis they collapse onto one horizontal line; elsewhere the gaps
-between boxes are joined), while one SVG path per layer draws right and stays fast. Markers stay WebGL.
+between boxes are joined), while one SVG path per layer draws right and stays fast. Markers are WebGL only
+from ``GL_MIN_POINTS`` points: Streamlit mounts a chart anew whenever its figure changes (the figure is part
+of the element's identity), and a figure with any WebGL trace then creates a WebGL context, about 160 ms in
+a browser without a GPU (measured: headless chromium, the Anchors page), far more than a thousand SVG
+markers cost.
 
 Coordinates are the image's pixels, (x1, y1, x2, y2); the y axis points down as in the image.
 """
@@ -35,6 +39,7 @@ SUPPRESSED = "#CC79A7"  # pink
 HIGHLIGHT = "#E69F00"  # orange
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
+GL_MIN_POINTS = 2000  # marker traces this long draw with WebGL; shorter ones as SVG (no WebGL context)
 FONT_SIZE = 13
 PRESENTATION_FONT_SIZE = 22
 
@@ -94,11 +99,16 @@ def box_outline_xy(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def marker_trace(n: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """The trace type for ``n`` markers: WebGL for many, SVG for few (see the module docstring)."""
+    return go.Scattergl if n >= GL_MIN_POINTS else go.Scatter
+
+
 def add_boxes(fig: go.Figure, boxes: Tensor | np.ndarray, color: str, name: str, width: float = 1.5,
               opacity: float = 1.0, dash: str | None = None, hover: Sequence[str] | None = None,
               customdata: np.ndarray | None = None, hovertemplate: str | None = None, hover_at: str = "center",
               showlegend: bool = True, legendgroup: str | None = None, visible: bool | str = True) -> go.Figure:
-    """One WebGL line trace for all ``boxes`` (N, 4), plus a marker trace carrying hover text or data."""
+    """One SVG line trace for all ``boxes`` (N, 4), plus a marker trace carrying hover text or data."""
     b = as_numpy(boxes).reshape(-1, 4)
     group = legendgroup or name
     x, y = box_outline_xy(b)
@@ -112,7 +122,7 @@ def add_boxes(fig: go.Figure, boxes: Tensor | np.ndarray, color: str, name: str,
             px, py = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
         else:
             px, py = b[:, 0], b[:, 1]
-        fig.add_trace(go.Scattergl(x=px, y=py, mode="markers", marker=dict(color=color, size=5, opacity=0.8),
+        fig.add_trace(marker_trace(len(px))(x=px, y=py, mode="markers", marker=dict(color=color, size=5, opacity=0.8),
                                    name=name, text=list(hover) if hover is not None else None,
                                    customdata=customdata, hovertemplate=hovertemplate or "%{text}<extra></extra>",
                                    legendgroup=group, showlegend=False, visible=visible))
@@ -128,7 +138,8 @@ def box_hover(boxes: np.ndarray) -> list[str]:
 def add_points(fig: go.Figure, x: np.ndarray, y: np.ndarray, color: str, name: str, size: float = 4,
                hover: Sequence[str] | None = None, customdata: np.ndarray | None = None,
                hovertemplate: str | None = None, symbol: str = "circle", opacity: float = 0.8) -> go.Figure:
-    fig.add_trace(go.Scattergl(x=as_numpy(x), y=as_numpy(y), mode="markers", name=name,
+    x, y = as_numpy(x), as_numpy(y)
+    fig.add_trace(marker_trace(len(x))(x=x, y=y, mode="markers", name=name,
                                marker=dict(color=color, size=size, symbol=symbol, opacity=opacity),
                                text=list(hover) if hover is not None else None, customdata=customdata,
                                hovertemplate=hovertemplate or ("%{text}<extra></extra>" if hover is not None
