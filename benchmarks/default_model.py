@@ -25,6 +25,7 @@ from frcnn.evaluate import evaluate  # noqa: E402
 from frcnn.models.checkpoint import read_weights_file  # noqa: E402
 from frcnn.models.registry import DEFAULT_CHECKPOINT  # noqa: E402
 from frcnn.proposal_stats import first_hits  # noqa: E402
+from frcnn.train import reproduce_commands  # noqa: E402
 
 SIZE_BINS = ((0, 32), (32, 64), (64, 128), (128, 256), (256, 10_000))  # sqrt(area) in px
 
@@ -51,6 +52,14 @@ def recall_by_size(det, dataset, score: float = 0.5) -> list[dict]:
     return [{"size": f"{lo}-{hi}" if hi < 10_000 else f"{lo}+", "objects": n,
              "proposal_recall": p / max(n, 1), "detection_recall": f / max(n, 1)}
             for (lo, hi), (n, p, f) in counts.items()]
+
+
+def _commands(meta: dict) -> list[str]:
+    commands = reproduce_commands(meta.get("runs") or [{"from_step": 0, "command": meta.get("command", "")}])
+    if len(commands) == 1:
+        return [f"- command: `{commands[0] or '(not recorded)'}`"]
+    return ["- commands (one after the other; each resumes the checkpoint the last one left, and `--until` stops "
+            "where the next took over with a shorter schedule):", *(f"  {i}. `{c}`" for i, c in enumerate(commands, 1))]
 
 
 def model_card(det, state: dict, result: dict, sizes: list[dict], trace_ms: float, machine: str,
@@ -83,7 +92,7 @@ def model_card(det, state: dict, result: dict, sizes: list[dict], trace_ms: floa
         f"{n} scenes of seed {seed}, never used in training. Augmentation: horizontal flip, shorter side drawn "
         "from 448-576 px.", "",
         "## Training", "",
-        f"- command: `{meta.get('command') or state.get('command', '(not recorded)')}`",
+        *_commands(meta),
         f"- steps: {meta.get('step')} of {meta.get('config', {}).get('steps')}, batch "
         f"{meta.get('config', {}).get('batch_size')}, AdamW lr {meta.get('config', {}).get('lr')} with warm-up and "
         "cosine decay",

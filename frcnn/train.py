@@ -320,6 +320,18 @@ def _step(net: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, se
     return {"total": logged.sum(), **dict(zip(LOSS_TERMS, logged, strict=True))}
 
 
+def reproduce_commands(runs: list[dict]) -> list[str]:
+    """The commands that repeat a run from its ``meta["runs"]``, in order: a run resumed with other arguments (a
+    shorter schedule) is repeated by stopping each command but the last with ``--until`` where the next one
+    took over, so every step sees the learning rate it saw. Resumptions with the same command are merged."""
+    merged: list[dict] = []
+    for r in runs:
+        if not merged or r["command"] != merged[-1]["command"]:
+            merged.append(r)
+    return [r["command"] if nxt is None else f"{r['command']} --until {nxt['from_step']}"
+            for r, nxt in zip(merged, [*merged[1:], None], strict=True)]
+
+
 def _save(out: Path, model: str, class_names: tuple[str, ...], settings: Settings, module: nn.Module,
           optimizer: torch.optim.Optimizer, step: int, log: list[dict], seconds: float, config: TrainConfig,
           final: bool, command: str = "", world: int = 1, runs: list[dict] | None = None) -> None:

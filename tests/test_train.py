@@ -12,7 +12,7 @@ from frcnn.data.shapes import CLASS_NAMES, SceneConfig, write_coco_dataset
 from frcnn.errors import FrcnnError
 from frcnn.models import load_model, read_weights_file
 from frcnn.models.registry import DEFAULT_SETTINGS
-from frcnn.train import TrainConfig, train
+from frcnn.train import TrainConfig, reproduce_commands, train
 
 TINY = SceneConfig(min_side=128, max_side=160, max_objects=3, min_box=24)
 SETTINGS = DEFAULT_SETTINGS.replace({"input.min_size": 128, "input.max_size": 192})
@@ -109,5 +109,8 @@ def test_until_stops_resumably_on_the_full_schedule_and_every_run_is_recorded(tm
     a, b = read_weights_file(whole), read_weights_file(part)
     assert b["meta"]["step"] == 12 and b["meta"]["command"] == "first"
     assert b["meta"]["runs"] == [{"from_step": 0, "command": "first"}, {"from_step": 6, "command": "second"}]
+    assert reproduce_commands(b["meta"]["runs"]) == ["first --until 6", "second"]
+    assert reproduce_commands([{"from_step": 0, "command": "a"}, {"from_step": 4, "command": "a"},
+                               {"from_step": 9, "command": "b"}]) == ["a --until 9", "b"]
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
