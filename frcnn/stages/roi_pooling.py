@@ -57,15 +57,17 @@ def pool_rois(
     else:
         mapper = initLevelMapper(int(-math.log2(scales[0])), int(-math.log2(scales[-1])))
         level = mapper([boxes])  # (R,)
-    channels = maps[0].shape[1]
-    out = boxes.new_zeros((len(boxes), channels, output_size, output_size))
+
+    def pool(fmap: Tensor, rois: Tensor, scale: float) -> Tensor:  # (n, C, S, S)
+        if op == "roi_pool":
+            return roi_pool(fmap, [rois], output_size, scale)
+        return roi_align(fmap, [rois], output_size, scale, sampling_ratio, aligned=False)
+
+    if len(maps) == 1:  # no gather into a zeroed (R, C, S, S) buffer
+        return PooledRoIs(pool(maps[0], boxes, scales[0]), boxes, level, scales, op, output_size)
+    out = boxes.new_zeros((len(boxes), maps[0].shape[1], output_size, output_size))
     for i, (fmap, scale) in enumerate(zip(maps, scales, strict=True)):
         idx = torch.where(level == i)[0]
-        if idx.numel() == 0:
-            continue
-        rois = [boxes[idx]]
-        if op == "roi_pool":
-            out[idx] = roi_pool(fmap, rois, output_size, scale)
-        else:
-            out[idx] = roi_align(fmap, rois, output_size, scale, sampling_ratio, aligned=False)
+        if idx.numel():
+            out[idx] = pool(fmap, boxes[idx], scale)
     return PooledRoIs(out, boxes, level, scales, op, output_size)
