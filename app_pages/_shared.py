@@ -155,12 +155,13 @@ def show_settings_message() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- tracing
-def run_trace(with_settings: Settings | None = None) -> Trace:
-    """The current image (and ground truth) through the shared tracer with the session's settings."""
+def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace:
+    """The current image (and ground truth) through the shared tracer with the session's settings; pages of the
+    RPN's stages pass ``head=False`` (no RoI pooling, box head, detections or losses to wait for)."""
     ctx = context()
     s = with_settings or settings()
     with st.spinner("Tracing..."):
-        trace = ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels)
+        trace = ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head)
     return trace
 
 

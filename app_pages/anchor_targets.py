@@ -36,7 +36,7 @@ slider("rpn.batch_size_per_image", "Minibatch size", 1, 1024, 1, container=c3, h
 slider("rpn.positive_fraction", "At most this share positive", 0.0, 1.0, 0.05, container=c3, help="The paper: 0.5.")
 slider("rpn.sample_seed", "Sampling seed", 0, 99, 1, container=c2, help="Another draw of the same minibatch rule.")
 
-trace = run_trace()
+trace = run_trace(head=False)
 if trace.anchor_targets is None or not len(trace.gt_boxes):
     st.warning("Anchor targets need ground truth, and this image has none. Upload an annotation file (COCO JSON, "
                "Pascal VOC XML or YOLO txt) in the sidebar, pick a sample image that has boxes, or draw boxes on "

@@ -73,7 +73,7 @@ with c2:
     number_list("anchors.ratios", "Ratios (h / w)", RATIOS, help="The paper: 0.5, 1, 2.")
     slider("anchors.stride", "Stride (px between centres)", 4, 64, 4,
            help="The backbone's total stride; another value draws anchors the trained RPN head cannot use.")
-trace = run_trace()
+trace = run_trace(head=False)
 a = trace.anchors
 counts = anchor_counts(trace)
 m = st.columns(5)

@@ -16,7 +16,7 @@ explain(
     r"\left\lceil \tfrac{H}{s} \right\rceil \times \left\lceil \tfrac{W}{s} \right\rceil \times C,"
     r"\qquad s = 16 \text{ (VGG-16 conv5\_3)}",
 )
-trace = run_trace()
+trace = run_trace(head=False)
 levels = list(range(len(trace.features.maps)))
 c1, c2, c3 = st.columns(3)
 level = c1.selectbox("Feature level", levels, key="bb_level",

@@ -28,7 +28,7 @@ explain(
     r"\text{NMS: } b_j \text{ is suppressed by a kept } b_i \text{ with } s_i \ge s_j "
     r"\iff \mathrm{IoU}(b_i, b_j) > \tau_{\mathrm{NMS}}",
 )
-trace = run_trace()
+trace = run_trace(head=False)
 levels = len(trace.rpn.objectness_maps)
 c1, c2, c3, c4, c5 = st.columns(5)
 slider("rpn.pre_nms_top_n", "Pre-NMS top-N" + (" per level" if levels > 1 else ""), 10,

@@ -72,11 +72,13 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
                               "matched_gt": _ints(r.matched_gt)}
     d = trace.detections
     names = trace.class_names
-    out["detections"] = [
-        {"box": box, "score": score, "label": label, "name": names[label] if 0 <= label < len(names) else str(label)}
-        for box, score, label in zip(_boxes(d.boxes), _floats(d.scores), _ints(d.labels), strict=True)
-    ]
-    out["detection_counts"] = dict(d.counts)
+    if d is not None:  # None: traced without the RoI head
+        out["detections"] = [
+            {"box": box, "score": score, "label": label,
+             "name": names[label] if 0 <= label < len(names) else str(label)}
+            for box, score, label in zip(_boxes(d.boxes), _floats(d.scores), _ints(d.labels), strict=True)
+        ]
+        out["detection_counts"] = dict(d.counts)
     if trace.losses is not None:
         out["losses"] = {k: (None if v is None else round(v, 6)) for k, v in trace.losses.as_dict().items()}
     out["counts"] = trace.counts()

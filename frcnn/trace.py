@@ -189,9 +189,9 @@ class Trace:
     anchors_source: str  # "settings" or "model"
     rpn: RPNOutput
     proposals: Proposals
-    roi_pooling: PooledRoIs
-    box_head: BoxHeadOutput
-    detections: Detections
+    roi_pooling: PooledRoIs | None  # None: traced without the RoI head (``Tracer.run(head=False)``)
+    box_head: BoxHeadOutput | None
+    detections: Detections | None
     gt_boxes: Tensor  # (G, 4)
     gt_labels: Tensor  # (G,)
     anchor_targets: AnchorTargets | None = None  # None without ground truth
@@ -215,7 +215,8 @@ class Trace:
         if self.roi_targets is not None:
             c.update(rois_fg=int((self.roi_targets.labels > 0).sum()),
                      rois_bg=int((self.roi_targets.labels == 0).sum()))
-        c["detections"] = int(len(self.detections.boxes))
+        if self.detections is not None:
+            c["detections"] = int(len(self.detections.boxes))
         return c
 
 
@@ -242,11 +243,16 @@ class Tracer:
         settings: Settings | None = None,
         gt_boxes: Tensor | None = None,
         gt_labels: Tensor | None = None,
+        head: bool = True,
     ) -> Trace:
         """Trace ``image`` (3, H, W) uint8 RGB with ``settings`` (default: the model's own).
 
         ``gt_boxes`` (G, 4) in the image's pixels and ``gt_labels`` (G,) class indices of the model
         (optional) add anchor targets, RoI targets and the losses.
+
+        ``head=False`` stops after the RPN (features, anchors, their targets, proposals): the RoI head's stages
+        (RoI pooling, box head, detections, RoI targets, losses) are None. That is what the anchor and
+        proposal pages show, so a proposal slider there does not pay for the box head on the new proposals.
         """
         det = self.detector
         settings = settings or det.defaults
@@ -277,20 +283,23 @@ class Tracer:
             props = run.stage("proposals", lambda: propose(rpn_anchors.boxes, rpn.objectness, rpn.deltas,
                                                            rpn.num_per_level, pre.image_size, settings.rpn))
             memo = run.keys["backbone"]  # per-RoI results are reused while the features stay the same
-            pooled = run.stage("roi_pooling", lambda: self._pool(feats, props.boxes, pre, settings.roi.pool,
-                                                                 settings.roi.output_size,
-                                                                 settings.roi.sampling_ratio, memo))
-            head = run.stage("box_head", lambda: self._box_head(feats, props.boxes, pre, pooled,
-                                                                settings.roi.sampling_ratio, memo))
-            if pooled.output_size != det.pool_output_size:
-                notes.append(f"the box head was trained on {det.pool_output_size}x{det.pool_output_size} RoIs: "
-                             f"detections pool at that size, not {pooled.output_size}")
-            dets = run.stage("detections", lambda: detect(props.boxes, head.class_logits, head.box_deltas,
-                                                          pre.image_size, settings.roi))
+            pooled = head_out = dets = None
+            if head:
+                pooled = run.stage("roi_pooling", lambda: self._pool(feats, props.boxes, pre, settings.roi.pool,
+                                                                     settings.roi.output_size,
+                                                                     settings.roi.sampling_ratio, memo))
+                head_out = run.stage("box_head", lambda: self._box_head(feats, props.boxes, pre, pooled,
+                                                                        settings.roi.sampling_ratio, memo))
+                if pooled.output_size != det.pool_output_size:
+                    notes.append(f"the box head was trained on {det.pool_output_size}x{det.pool_output_size} "
+                                 f"RoIs: detections pool at that size, not {pooled.output_size}")
+                dets = run.stage("detections", lambda: detect(props.boxes, head_out.class_logits,
+                                                              head_out.box_deltas, pre.image_size, settings.roi))
             a_targets = r_targets = losses = None
             if has_gt:
                 a_targets = run.stage("anchor_targets", lambda: anchor_targets(
                     anchors.boxes, anchors.inside, gt_net, settings.rpn))
+            if has_gt and head:
                 if source == "settings":  # the RPN decoded these very anchors: same labels
                     rpn_targets = a_targets
                     run.keys["rpn_anchor_targets"] = run.keys["anchor_targets"]
@@ -312,7 +321,7 @@ class Tracer:
             model=det.name, device=str(dev), weights=det.weights, class_names=det.class_names,
             settings=settings, image_size=pre.original_size, preprocess=pre, features=feats,
             anchors=orig(anchors), rpn_anchors=orig(rpn_anchors), anchors_source=source, rpn=rpn,
-            proposals=orig(props), roi_pooling=orig(pooled), box_head=head, detections=orig(dets),
+            proposals=orig(props), roi_pooling=orig(pooled), box_head=head_out, detections=orig(dets),
             gt_boxes=gt_boxes, gt_labels=gt_labels, anchor_targets=a_targets,
             roi_targets=orig(r_targets) if r_targets is not None else None, losses=losses,
             timings_ms=run.timings, cached=tuple(run.cached), notes=tuple(det.notes) + tuple(notes))

@@ -300,3 +300,31 @@ def test_anchor_settings_that_fall_back_to_the_models_anchors_keep_the_proposals
     cold = Tracer(detector).run(image, base.replace({"anchors.stride": 32}), boxes, labels)
     for name in ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box"):
         torch.testing.assert_close(getattr(third.losses, name), getattr(cold.losses, name))
+
+
+def test_a_trace_without_the_head_stops_after_the_rpn_and_a_full_trace_reuses_it(scene):
+    det = load_model("default", "random", "cpu")
+    box_head_calls = _CallCounter(det.module.roi_heads.box_head)
+    image, boxes, labels = scene
+    settings = det.defaults.replace(SMALL)
+    tracer = Tracer(det)
+    rpn_only = tracer.run(image, settings, boxes, labels, head=False)
+    assert box_head_calls.calls == 0
+    assert rpn_only.roi_pooling is None and rpn_only.box_head is None and rpn_only.detections is None
+    assert rpn_only.roi_targets is None and rpn_only.losses is None
+    assert set(rpn_only.timings_ms) == {"preprocess", "backbone", "anchors", "rpn_anchors", "rpn_head", "proposals",
+                                        "anchor_targets"}
+    assert "detections" not in rpn_only.counts() and rpn_only.counts()["proposals"] == len(rpn_only.proposals.boxes)
+    moved = tracer.run(image, settings.replace({"rpn.nms_thresh": 0.5}), boxes, labels, head=False)
+    assert box_head_calls.calls == 0 and set(moved.timings_ms) - set(moved.cached) == {"proposals"}
+    full = tracer.run(image, settings, boxes, labels)  # the RPN half from the cache, then the head
+    assert {"backbone", "rpn_head", "proposals", "anchor_targets"} <= set(full.cached) and box_head_calls.calls > 0
+    cold = Tracer(det).run(image, settings, boxes, labels)
+    for a, b in [(rpn_only.proposals.boxes, cold.proposals.boxes), (rpn_only.proposals.scores, cold.proposals.scores),
+                 (rpn_only.anchor_targets.labels, cold.anchor_targets.labels),
+                 (full.detections.boxes, cold.detections.boxes), (full.losses.roi_box, cold.losses.roi_box)]:
+        assert torch.equal(a, b)
+    from frcnn.export import trace_to_dict
+
+    exported = trace_to_dict(rpn_only)
+    assert "detections" not in exported and len(exported["proposals"]["boxes"]) == len(rpn_only.proposals.boxes)
