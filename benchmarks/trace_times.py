@@ -36,6 +36,8 @@ CHANGES = {
     "RoI fg IoU": {"roi.fg_iou_thresh": 0.6},
     "score threshold": {"roi.score_thresh": 0.3},
 }
+# the same NMS change as the Proposals page traces it: without the RoI head (Tracer.run(head=False))
+PAGE_CHANGES = {"NMS IoU, proposals page": {"rpn.nms_thresh": 0.6}}
 
 
 def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", device: str = "auto") -> dict:
@@ -59,13 +61,14 @@ def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", devic
     reran_backbone = {}
     warm = StageCache()
     Tracer(det, warm).run(image, settings, boxes, labels)  # the state a slider move starts from
-    for name, change in CHANGES.items():
+    for name, change, head in [*((n, c, True) for n, c in CHANGES.items()),
+                               *((n, c, False) for n, c in PAGE_CHANGES.items())]:
         runs, wall = [], []
         for _ in range(repeat):
             tracer = Tracer(det, warm.copy())  # each run from the same warm state
             sync()
             start = time.perf_counter()
-            runs.append(tracer.run(image, settings.replace(change), boxes, labels))
+            runs.append(tracer.run(image, settings.replace(change), boxes, labels, head=head))
             sync()
             wall.append((time.perf_counter() - start) * 1000)
         traces[name] = runs
