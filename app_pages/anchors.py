@@ -40,7 +40,8 @@ def _apply_scales() -> None:
 def _size_controls() -> None:
     if st.radio("Anchor sizes as", ["a list of sizes", "scales on a base size"], key="anchors_size_mode",
                 horizontal=True) == "a list of sizes":
-        number_list("anchors.sizes", "Sizes (px, √(w·h) on the network's input)", SIZES,
+        own = context().tracer.detector.defaults.anchors.sizes  # the model's own, so a removed one comes back
+        number_list("anchors.sizes", "Sizes (px, √(w·h) on the network's input)", SIZES + [float(v) for v in own],
                     help="The paper: 128, 256, 512 (scales 8, 16, 32 on a 16-px base).")
         return
     base = st.session_state.setdefault("anchors_base", 16)

@@ -117,3 +117,14 @@ def test_anchor_targets_without_ground_truth_say_how_to_add_it():
     assert any("need ground truth" in w.value for w in at.warning)
     at.switch_page("app_pages/anchors.py").run()
     assert not at.exception and any("No ground truth" in w.value for w in at.warning)
+
+
+def test_a_removed_model_size_can_be_picked_again(app):
+    at = app.switch_page("app_pages/anchors.py").run()
+    sizes = at.multiselect(key="set:anchors.sizes")
+    own = list(sizes.value)
+    assert 22.0 in own  # the default model's sizes are not all in the page's list of round sizes
+    at.multiselect(key="set:anchors.sizes").set_value([v for v in own if v != 22.0]).run()
+    assert "22" in at.multiselect(key="set:anchors.sizes").options  # (as the widget writes them)
+    at.multiselect(key="set:anchors.sizes").set_value(own).run()
+    assert not at.exception and at.multiselect(key="set:anchors.sizes").value == own
