@@ -178,11 +178,16 @@ def training_losses(module: nn.Module, images: list[Tensor], boxes: list[Tensor]
     return Losses(mean[0], mean[1], mean[2], mean[3])
 
 
-def _lr_at(step: int, config: TrainConfig) -> float:
+def _lr_at(step: int, config: TrainConfig, restart: int = 0) -> float:
+    """Linear warm-up, then cosine decay to 0 at ``config.steps``. A run that went on from a finished
+    checkpoint (``restart``: the step where a fresh optimiser took over) warms up again from there."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    lr = config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if restart and step < restart + config.warmup:
+        lr *= (step - restart + 1) / config.warmup
+    return lr
 
 
 def build_for_training(model: str, num_classes: int, settings: Settings) -> nn.Module:
@@ -235,10 +240,13 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
         meta = dict(state["meta"])
         if "optimizer" in meta:
             optimizer.load_state_dict(meta.pop("optimizer"))
+        elif 0 < int(meta["step"]) < config.steps:  # a finished run, trained on with a longer schedule
+            meta["restart_step"] = int(meta["step"])
         if "rng" in meta:
             torch.set_rng_state(meta.pop("rng"))
     log: list[dict] = list(meta.get("log", []))
     step = int(meta["step"])
+    restart = int(meta.get("restart_step", 0))  # where a fresh optimiser took over (warm-up again), or 0
     runs: list[dict] = list(meta.get("runs") or ([{"from_step": 0, "command": meta["command"]}]
                                                   if meta.get("command") else []))
     if lead:
@@ -258,11 +266,11 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
             if should_stop is not None and should_stop():
                 break
             start = time.perf_counter()
-            losses = _step(net, optimizer, dataset, settings, config, step, dev, rank, world)
+            losses = _step(net, optimizer, dataset, settings, config, step, dev, rank, world, restart)
             seconds += time.perf_counter() - start
             step += 1
             if step % config.log_every == 0 or step == config.steps:
-                record = {"step": step, "lr": _lr_at(step - 1, config), "seconds": round(seconds, 1),
+                record = {"step": step, "lr": _lr_at(step - 1, config, restart), "seconds": round(seconds, 1),
                           **{k: round(float(v), 5) for k, v in losses.items()}}
                 log.append(record)
                 if on_log and lead:
@@ -279,10 +287,10 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
                 module.train()
             if lead and (step % config.checkpoint_every == 0 or step == config.steps):
                 _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
-                      final=step == config.steps, command=command, world=world, runs=runs)
+                      final=step == config.steps, command=command, world=world, runs=runs, restart=restart)
         if lead and step < config.steps and step % config.checkpoint_every:  # stopped early: keep it, resumable
             _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False,
-                  command=command, world=world, runs=runs)
+                  command=command, world=world, runs=runs, restart=restart)
     finally:
         if bar is not None:
             bar.close()
@@ -293,7 +301,8 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
 
 
 def _step(net: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, settings: Settings,
-          config: TrainConfig, step: int, dev: torch.device, rank: int = 0, world: int = 1) -> dict[str, Tensor]:
+          config: TrainConfig, step: int, dev: torch.device, rank: int = 0, world: int = 1,
+          restart: int = 0) -> dict[str, Tensor]:
     batch = step_batch(len(dataset), config, step, rank, world)
     images, boxes, labels = [], [], []
     for i, flip in zip(batch.indices, batch.flips, strict=True):
@@ -304,7 +313,7 @@ def _step(net: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, se
         boxes.append(b.to(dev))
         labels.append(lab.to(dev))
     for group in optimizer.param_groups:
-        group["lr"] = _lr_at(step, config)
+        group["lr"] = _lr_at(step, config, restart)
     terms = net(images, boxes, labels, settings, config, batch.min_size, step, batch.first)  # (4,)
     total = terms.sum()
     if not torch.isfinite(total):
@@ -334,9 +343,11 @@ def reproduce_commands(runs: list[dict]) -> list[str]:
 
 def _save(out: Path, model: str, class_names: tuple[str, ...], settings: Settings, module: nn.Module,
           optimizer: torch.optim.Optimizer, step: int, log: list[dict], seconds: float, config: TrainConfig,
-          final: bool, command: str = "", world: int = 1, runs: list[dict] | None = None) -> None:
+          final: bool, command: str = "", world: int = 1, runs: list[dict] | None = None,
+          restart: int = 0) -> None:
     meta: dict[str, Any] = {"step": step, "log": log, "train_seconds": round(seconds, 1), "command": command,
                             "runs": runs or [{"from_step": 0, "command": command}], "processes": world,
+                            **({"restart_step": restart} if restart else {}),
                             "config": {k: list(v) if isinstance(v, tuple) else v
                                        for k, v in dataclasses.asdict(config).items()},
                             "machine": f"{platform.machine()} {platform.processor() or ''} "

@@ -114,3 +114,23 @@ def test_until_stops_resumably_on_the_full_schedule_and_every_run_is_recorded(tm
                                {"from_step": 9, "command": "b"}]) == ["a --until 9", "b"]
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_training_on_from_a_finished_checkpoint_warms_the_learning_rate_up_again(tmp_path):
+    """A finished checkpoint keeps no optimiser state: a longer schedule goes on with a fresh AdamW, so its
+    learning rate rises again over ``warmup`` steps from where it took over (no jump at full size)."""
+    from frcnn.train import _lr_at
+
+    data = ShapesScenes(4, seed=5, config=TINY)
+    out = train("default", data, tmp_path / "m.pt", SETTINGS, _config(steps=6), "cpu", progress=False)
+    assert "optimizer" not in read_weights_file(out)["meta"]
+    longer = _config(steps=14, warmup=4)
+    train("default", data, out, SETTINGS, longer, "cpu", progress=False, until=9)
+    meta = read_weights_file(out)["meta"]
+    assert meta["restart_step"] == 6 and "optimizer" in meta  # kept across a stop, for the resumed run
+    train("default", data, out, SETTINGS, longer, "cpu", progress=False)
+    lrs = {r["step"]: r["lr"] for r in read_weights_file(out)["meta"]["log"] if "lr" in r}
+    cosine = [_lr_at(s, longer) for s in range(6, 14)]
+    assert [lrs[s + 1] for s in range(6, 14)] == pytest.approx(
+        [c * min(1.0, (s - 6 + 1) / 4) for s, c in zip(range(6, 14), cosine, strict=True)])
+    assert lrs[7] < lrs[8] < lrs[9] and read_weights_file(out)["meta"]["step"] == 14
