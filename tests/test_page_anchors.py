@@ -119,8 +119,8 @@ def test_anchor_targets_without_ground_truth_say_how_to_add_it():
     assert not at.exception and any("No ground truth" in w.value for w in at.warning)
 
 
-def test_a_removed_model_size_can_be_picked_again(app):
-    at = app.switch_page("app_pages/anchors.py").run()
+def test_a_removed_model_size_can_be_picked_again():
+    at = AppTest.from_file(APP, default_timeout=90).run().switch_page("app_pages/anchors.py").run()
     sizes = at.multiselect(key="set:anchors.sizes")
     own = list(sizes.value)
     assert 22.0 in own  # the default model's sizes are not all in the page's list of round sizes
