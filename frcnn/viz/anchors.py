@@ -168,7 +168,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     step = centre_step(len(centres), every)
     ci, cj = np.divmod(np.arange(len(centres)), w)
     dots = np.flatnonzero((ci % step == 0) & (cj % step == 0))
-    cells = [f"cell ({i // w}, {i % w}) · centre ({centres[i, 0]:.0f}, {centres[i, 1]:.0f})" for i in dots]
+    cells = [f"cell ({ci[i]}, {cj[i]}) · centre ({centres[i, 0]:.0f}, {centres[i, 1]:.0f})" for i in dots]
     shown = f"{len(centres):,}" + (f"; 1 in {step * step} drawn" if step > 1 else "")
     add_points(fig, centres[dots, 0], centres[dots, 1], "#FFFFFF", f"anchor centres ({shown}): click one",
                size=4, hover=cells, opacity=0.6)
