@@ -11,6 +11,7 @@ Boxes are (x1, y1, x2, y2) floats; IoU does not depend on the common scale of bo
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -40,25 +41,31 @@ class AnchorLayout:
     ratio: Tensor  # (A,) float: h / w
 
 
-def anchor_layout(anchors: Anchors) -> AnchorLayout:
-    """The grid cell, size and ratio of every anchor, from the (level, y, x, k) order alone."""
-    parts: dict[str, list[Tensor]] = {n: [] for n in ("level", "iy", "ix", "si", "ri", "size", "ratio")}
-    ratios = torch.tensor(anchors.ratios, dtype=torch.float32)
-    for lvl, ((h, w), k, sizes) in enumerate(zip(anchors.grid_sizes, anchors.num_per_location, anchors.sizes,
-                                                 strict=True)):
-        n = h * w * k
-        j = torch.arange(n)  # (Hi*Wi*k,)
-        loc, kk = j // k, j % k
-        si, ri = kk % len(sizes), kk // len(sizes)
-        parts["level"].append(torch.full((n,), lvl, dtype=torch.int64))
-        parts["iy"].append(loc // w)
-        parts["ix"].append(loc % w)
-        parts["si"].append(si)
-        parts["ri"].append(ri)
-        parts["size"].append(torch.tensor(sizes, dtype=torch.float32)[si])
-        parts["ratio"].append(ratios[ri])
-    c = {name: torch.cat(v) if v else torch.zeros(0) for name, v in parts.items()}
-    return AnchorLayout(c["level"], c["iy"], c["ix"], c["si"], c["ri"], c["size"], c["ratio"])
+def anchor_layout(anchors: Anchors, index: Tensor | None = None) -> AnchorLayout:
+    """The grid cell, size and ratio of every anchor, or of the anchors ``index`` (N,) only (cheap for a few
+    of many), from the (level, y, x, k) order alone."""
+    counts = anchors.num_per_level
+    j = torch.arange(sum(counts)) if index is None else torch.as_tensor(index, dtype=torch.int64).cpu().reshape(-1)
+    starts = list(itertools.accumulate(counts, initial=0))  # (L + 1,) first anchor of each level
+    level = torch.bucketize(j, torch.tensor(starts[1:]), right=True) if len(counts) > 1 else torch.zeros_like(j)
+    c = {name: torch.zeros(len(j), dtype=torch.int64) for name in ("iy", "ix", "si", "ri")}
+    size, ratio = torch.zeros(len(j)), torch.zeros(len(j))
+    for lvl, ((_, w), k) in enumerate(zip(anchors.grid_sizes, anchors.num_per_location, strict=True)):
+        at = (level == lvl).nonzero().squeeze(1) if len(counts) > 1 else slice(None)
+        local = j[at] - starts[lvl]
+        loc, kk = local // k, local % k
+        cell_size, cell_ratio = cell_layout(anchors, lvl)
+        c["iy"][at], c["ix"][at] = loc // w, loc % w
+        c["si"][at], c["ri"][at] = kk % len(anchors.sizes[lvl]), kk // len(anchors.sizes[lvl])
+        size[at], ratio[at] = cell_size[kk], cell_ratio[kk]
+    return AnchorLayout(level, c["iy"], c["ix"], c["si"], c["ri"], size, ratio)
+
+
+def cell_layout(anchors: Anchors, level: int = 0) -> tuple[Tensor, Tensor]:
+    """The size and the ratio of each of the k anchors of a location of ``level``: Tensor[k] each."""
+    sizes = torch.tensor(anchors.sizes[level], dtype=torch.float32)
+    kk = torch.arange(anchors.num_per_location[level])
+    return sizes[kk % len(sizes)], torch.tensor(anchors.ratios, dtype=torch.float32)[kk // len(sizes)]
 
 
 def location_centres(anchors: Anchors, level: int = 0) -> Tensor:
@@ -101,12 +108,12 @@ def anchor_coverage(anchors: Tensor, gt_boxes: Tensor, usable: Tensor | None = N
     g = len(gt_boxes)
     if g == 0 or len(anchors) == 0:
         return Coverage(torch.full((g,), -1, dtype=torch.int64), torch.zeros(g))
-    iou = box_iou(gt_boxes.float().cpu(), anchors.float().cpu())  # (G, A)
-    if usable is not None:
-        iou = torch.where(usable.cpu()[None, :], iou, torch.full_like(iou, -1.0))
-    best_iou, best_anchor = iou.max(dim=1)  # (G,), (G,)
-    none = best_iou < 0
-    return Coverage(torch.where(none, -1, best_anchor), best_iou.clamp(min=0))
+    index = torch.arange(len(anchors)) if usable is None else usable.cpu().nonzero().squeeze(1)  # (U,)
+    if len(index) == 0:
+        return Coverage(torch.full((g,), -1, dtype=torch.int64), torch.zeros(g))
+    iou = box_iou(gt_boxes.float().cpu(), anchors.cpu()[index].float())  # (G, U)
+    best_iou, best = iou.max(dim=1)  # (G,), (G,)
+    return Coverage(index[best], best_iou)
 
 
 def recall_by_size(gt_boxes: Tensor, best_iou: Tensor, thresholds: tuple[float, ...] = RECALL_THRESHOLDS,

@@ -50,6 +50,17 @@ def test_layout_matches_each_anchors_own_centre_and_shape(fixture, request):
         assert h / w == pytest.approx(ratio, rel=0.1)
 
 
+@pytest.mark.parametrize("fixture", ["anchors", "two_levels"])
+def test_layout_of_some_anchors_is_the_full_layouts_rows(fixture, request):
+    a = request.getfixturevalue(fixture)
+    full = anchor_layout(a)
+    index = torch.randperm(len(a.boxes), generator=torch.Generator().manual_seed(0))[:17]
+    some = anchor_layout(a, index)
+    for name in ("level", "iy", "ix", "size_index", "ratio_index", "size", "ratio"):
+        assert torch.equal(getattr(some, name), getattr(full, name)[index]), name
+    assert len(anchor_layout(a, torch.zeros(0, dtype=torch.int64)).size) == 0
+
+
 def test_location_centres_and_nearest_location(two_levels):
     for lvl, ((h, w), s) in enumerate(zip(two_levels.grid_sizes, two_levels.strides, strict=True)):
         c = location_centres(two_levels, lvl)

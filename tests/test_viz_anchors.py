@@ -11,8 +11,10 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from frcnn import Tracer, load_model
+from frcnn.anchor_stats import anchor_coverage
 from frcnn.data.shapes import make_scene
 from frcnn.viz.anchors import (
     MAX_CENTRE_DOTS,
@@ -146,6 +148,14 @@ def test_best_anchor_per_ground_truth_and_recall(setup):
         cov = coverage(trace, inside_only)
         t = run(settings.replace({"rpn.ignore_cross_boundary": inside_only}))
         assert np.allclose(cov.best_iou.numpy(), t.anchor_targets.best_iou_per_gt.numpy(), atol=2e-3)
+        for same in (trace, t):  # from the stage where it masked the same anchors, else by its own IoU: equal
+            brute = anchor_coverage(same.anchors.boxes, same.gt_boxes, same.anchors.inside if inside_only else None)
+            got = coverage(same, inside_only)
+            assert np.allclose(got.best_iou.numpy(), brute.best_iou.numpy(), atol=2e-3)
+            iou = box_iou(same.gt_boxes, same.anchors.boxes)  # (G, A): the named anchor reaches the best IoU
+            assert np.allclose(iou[torch.arange(len(iou)), got.best_anchor].numpy(), brute.best_iou.numpy(),
+                               atol=2e-3)
+            assert not inside_only or bool(same.anchors.inside[got.best_anchor].all())
         expected = sum(float(v) >= 0.5 for v in cov.best_iou) / len(trace.gt_boxes)
         assert cov.recall(0.5) == pytest.approx(expected)
         rows = coverage_rows(trace, cov)

@@ -18,13 +18,14 @@ import plotly.graph_objects as go
 import torch
 
 from frcnn.anchor_stats import (
-    AnchorLayout,
     Coverage,
     anchor_coverage,
     anchor_layout,
+    cell_layout,
     location_centres,
     nearest_location,
 )
+from frcnn.stages.anchors import Anchors
 from frcnn.trace import Trace
 from frcnn.viz.common import (
     GROUND_TRUTH,
@@ -88,13 +89,21 @@ def anchor_counts(trace: Trace) -> dict[str, int | str]:
 
 
 def coverage(trace: Trace, inside_only: bool) -> Coverage:
-    """Each ground-truth box's best anchor among the settings' anchors (only those inside the image if asked)."""
+    """Each ground-truth box's best anchor among the settings' anchors (only those inside the image if asked).
+
+    The anchor targets stage has already found them when it masked the same anchors (``inside_only`` equal to
+    ``rpn.ignore_cross_boundary``); they are taken from there unless some box overlaps no usable anchor (the
+    stage then names an arbitrary anchor)."""
+    t = trace.anchor_targets
+    same_mask = inside_only == trace.settings.rpn.ignore_cross_boundary
+    if t is not None and same_mask and bool((t.best_iou_per_gt > 0).all()):
+        return Coverage(t.best_anchor_per_gt.cpu(), t.best_iou_per_gt.cpu())
     return anchor_coverage(trace.anchors.boxes, trace.gt_boxes, trace.anchors.inside if inside_only else None)
 
 
 def coverage_rows(trace: Trace, cov: Coverage) -> list[dict]:
     """One row per ground-truth box: its class and size, and its best anchor's IoU, size, ratio and cell."""
-    lay = anchor_layout(trace.anchors)
+    lay = anchor_layout(trace.anchors, cov.best_anchor.clamp(min=0))  # (G,): each GT's best anchor
     names = trace.class_names
     rows = []
     for g, (box, lab) in enumerate(zip(as_numpy(trace.gt_boxes), trace.gt_labels.tolist(), strict=True)):
@@ -104,9 +113,9 @@ def coverage_rows(trace: Trace, cov: Coverage) -> list[dict]:
                      "GT w×h": f"{box[2] - box[0]:.0f}×{box[3] - box[1]:.0f}",
                      "best IoU": round(float(cov.best_iou[g]), 3),
                      "anchor": i if ok else None,
-                     "anchor size": float(lay.size[i]) if ok else None,
-                     "anchor ratio": float(lay.ratio[i]) if ok else None,
-                     "cell (y, x)": f"({int(lay.iy[i])}, {int(lay.ix[i])})" if ok else ""})
+                     "anchor size": float(lay.size[g]) if ok else None,
+                     "anchor ratio": float(lay.ratio[g]) if ok else None,
+                     "cell (y, x)": f"({int(lay.iy[g])}, {int(lay.ix[g])})" if ok else ""})
     return rows
 
 
@@ -120,20 +129,36 @@ def pick_location(trace: Trace, point: tuple[float, float] | None, level: int = 
 
 def anchors_mask(trace: Trace, level: int, sizes: Sequence[float] | None = None,
                  ratios: Sequence[float] | None = None, inside_only: bool = False, every: int = 1,
-                 around: tuple[int, int] = (0, 0), layout: AnchorLayout | None = None) -> torch.Tensor:
+                 around: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Anchors of ``level`` with a size in ``sizes`` and a ratio in ``ratios`` (None: all), inside the image if
-    asked, at every ``every``-th location in both directions counted from the cell ``around``: Tensor[A] bool."""
-    lay = layout or anchor_layout(trace.anchors)
-    keep = lay.level == level
-    if sizes is not None:
-        keep &= torch.isin(lay.size, torch.tensor(list(sizes), dtype=lay.size.dtype))
-    if ratios is not None:
-        keep &= torch.isin(lay.ratio, torch.tensor(list(ratios), dtype=lay.ratio.dtype))
+    asked, at every ``every``-th location in both directions counted from the cell ``around``: Tensor[A] bool.
+
+    Each condition is on one axis of the level's (Hi, Wi, k) grid (rows, columns, the k anchors of a cell),
+    so the mask is their broadcast product, and the image test on top."""
+    a = trace.anchors
+    h, w = a.grid_sizes[level]
+    offset = sum(a.num_per_level[:level])
+    kind = _cell_wanted(a, level, sizes, ratios)  # (k,)
+    rows = (torch.arange(h) - around[0]) % every == 0  # (Hi,)
+    cols = (torch.arange(w) - around[1]) % every == 0  # (Wi,)
+    grid = (rows[:, None, None] & cols[None, :, None] & kind[None, None, :]).reshape(-1)  # (Hi*Wi*k,)
     if inside_only:
-        keep &= trace.anchors.inside.cpu()
-    if every > 1:
-        keep &= ((lay.iy - around[0]) % every == 0) & ((lay.ix - around[1]) % every == 0)
+        grid &= a.inside[offset:offset + len(grid)].cpu()
+    keep = torch.zeros(len(a.boxes), dtype=torch.bool)
+    keep[offset:offset + len(grid)] = grid
     return keep
+
+
+def _cell_wanted(anchors: Anchors, level: int, sizes: Sequence[float] | None,
+                 ratios: Sequence[float] | None) -> torch.Tensor:
+    """(k,) bool: the anchors of a location whose size is in ``sizes`` and ratio in ``ratios`` (None: all)."""
+    cell_size, cell_ratio = cell_layout(anchors, level)
+    wanted = torch.ones(len(cell_size), dtype=torch.bool)
+    if sizes is not None:
+        wanted &= torch.isin(cell_size, torch.tensor(list(sizes), dtype=cell_size.dtype))
+    if ratios is not None:
+        wanted &= torch.isin(cell_ratio, torch.tensor(list(ratios), dtype=cell_ratio.dtype))
+    return wanted
 
 
 MAX_CENTRE_DOTS = 1000  # clickable location dots drawn at most, unless every location's anchors are drawn
@@ -160,7 +185,6 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         cov: the ground truth's best anchors, drawn dashed (None: not drawn).
     """
     a = trace.anchors
-    lay = anchor_layout(a)
     iy, ix = pick_location(trace, point, level)
     fig = image_figure(image, height=height)
     centres = as_numpy(location_centres(a, level))
@@ -177,25 +201,30 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     values = a.sizes[level] if colour_by == "size" else a.ratios
     wanted = sizes if colour_by == "size" else ratios
     shown_values = [v for v in values if wanted is None or v in wanted]
-    base = anchors_mask(trace, level, sizes, ratios, scope == "inside", every, (iy, ix), lay)
-    here = anchors_mask(trace, level, sizes, ratios, layout=lay) & (lay.iy == iy) & (lay.ix == ix)
-    attr = lay.size if colour_by == "size" else lay.ratio
+    offset, k = sum(a.num_per_level[:level]), a.num_per_location[level]
+    cell_size, cell_ratio = (as_numpy(t) for t in cell_layout(a, level))  # (k,) each
+    cell_attr = cell_size if colour_by == "size" else cell_ratio
+    here = as_numpy(a.location_index(level, iy, ix))[as_numpy(_cell_wanted(a, level, sizes, ratios))]  # chosen
+    base = as_numpy(anchors_mask(trace, level, sizes, ratios, scope == "inside", every, (iy, ix)))
+    base[here] = False  # the chosen cell's anchors are drawn bold, apart
+    base = np.flatnonzero(base)  # (D,) anchor indices
+    base_attr = cell_attr[(base - offset) % k]
+    here_attr = cell_attr[(here - offset) % k]
+    inside = as_numpy(a.inside)
     boxes = as_numpy(a.boxes)
     drawn = 0
     for v in shown_values:
         colour = layer_colour(list(values).index(v))
         label = f"size {v:g}" if colour_by == "size" else f"ratio {v:g}"
-        of_v = attr == v
         if scope != "location":
-            layer = (base & of_v & ~here).numpy()
-            drawn += int(layer.sum())
+            layer = base[base_attr == v]
+            drawn += len(layer)
             add_boxes(fig, boxes[layer], colour, label, width=1, opacity=0.45, legendgroup=label)
-        sel = (here & of_v).numpy()
-        drawn += int(sel.sum())
-        idx = np.flatnonzero(sel)
-        hover = [f"anchor {i} · size {float(lay.size[i]):g} · ratio {float(lay.ratio[i]):g} · "
+        sel = here[here_attr == v]
+        drawn += len(sel)
+        hover = [f"anchor {i} · size {cell_size[(i - offset) % k]:g} · ratio {cell_ratio[(i - offset) % k]:g} · "
                  f"{boxes[i, 2] - boxes[i, 0]:.0f}×{boxes[i, 3] - boxes[i, 1]:.0f} px · "
-                 f"{'inside' if bool(a.inside[i]) else 'crosses the border'}" for i in idx]
+                 f"{'inside' if inside[i] else 'crosses the border'}" for i in sel]
         add_boxes(fig, boxes[sel], colour, f"{label} at the chosen cell", width=3, legendgroup=label,
                   showlegend=scope == "location")
         _hover_at_corner(fig, boxes[sel], trace.image_size, colour, label, label, text=hover)
@@ -206,8 +235,10 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         _ground_truth(fig, trace)
         ok = as_numpy(cov.best_anchor) >= 0
         best = as_numpy(cov.best_anchor)[ok]
-        hover = [f"GT #{g}: best anchor {i} · IoU {float(cov.best_iou[g]):.3f} · size {float(lay.size[i]):g} · "
-                 f"ratio {float(lay.ratio[i]):g}" for g, i in zip(np.flatnonzero(ok), best, strict=True)]
+        lay = anchor_layout(a, torch.as_tensor(best))
+        hover = [f"GT #{g}: best anchor {i} · IoU {float(cov.best_iou[g]):.3f} · size {float(lay.size[n]):g} · "
+                 f"ratio {float(lay.ratio[n]):g}" for n, (g, i) in enumerate(zip(np.flatnonzero(ok), best,
+                                                                                 strict=True))]
         add_boxes(fig, boxes[best], HIGHLIGHT, "best anchor per GT", width=2.5, dash="dash")
         _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
                          text=hover, size=8)
@@ -261,11 +292,12 @@ def _location_dots(fig: go.Figure, trace: Trace, mask: np.ndarray, color: str, n
                    symbol: str = "circle", size: float = 4, opacity: float = 0.5) -> None:
     """One marker per grid cell holding anchors of ``mask``, with their count and best IoU on hover."""
     a = trace.anchors
-    lay = anchor_layout(a)
-    iou = as_numpy(trace.anchor_targets.max_iou)
+    index = np.flatnonzero(mask)  # (M,)
+    lay = anchor_layout(a, torch.as_tensor(index))
+    iou = as_numpy(trace.anchor_targets.max_iou)[index]
     level, iy, ix = as_numpy(lay.level), as_numpy(lay.iy), as_numpy(lay.ix)
     for lvl in range(len(a.grid_sizes)):
-        sel = mask & (level == lvl)
+        sel = level == lvl
         if not sel.any():
             continue
         h, w = a.grid_sizes[lvl]
@@ -330,13 +362,14 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
 def positive_rows(trace: Trace) -> list[dict]:
     """One row per positive anchor: index, minibatch, IoU, matched GT, tx, ty, tw, th, size, ratio."""
     t = trace.anchor_targets
-    lay = anchor_layout(trace.anchors)
+    positives = np.flatnonzero(as_numpy(t.labels) == 1)
+    lay = anchor_layout(trace.anchors, torch.as_tensor(positives))
     sampled = sampled_mask(trace)
     data = anchor_customdata(trace)
     rows = []
-    for i in np.flatnonzero(as_numpy(t.labels) == 1):
+    for n, i in enumerate(positives):
         d = data[i]
         rows.append({"anchor": int(i), "in minibatch": bool(sampled[i]), "IoU": round(float(d[1]), 3),
-                     "GT": int(d[2]), "size": float(lay.size[i]), "ratio": float(lay.ratio[i]),
+                     "GT": int(d[2]), "size": float(lay.size[n]), "ratio": float(lay.ratio[n]),
                      **{name: round(float(v), 4) for name, v in zip(("tx", "ty", "tw", "th"), d[7:11], strict=True)}})
     return rows
