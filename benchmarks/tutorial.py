@@ -125,7 +125,7 @@ def rpn_candidates(n: int = 6000) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     from frcnn.data.dataset import scene_tensors
     from frcnn.data.shapes import SceneConfig
 
-    det = load_model("vgg16", "auto", "cpu")
+    det = load_model("vgg16", "auto", "cpu")  # offline: the seeded random model
     image, gt, labels = scene_tensors(2026, 1, SceneConfig(min_side=800, max_side=800))
     settings = det.defaults.replace({"input.min_size": 800, "input.max_size": 800, "rpn.pre_nms_top_n": n,
                                      "rpn.post_nms_top_n": 300, "rpn.min_size": 0.0})

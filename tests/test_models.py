@@ -63,6 +63,11 @@ def test_offline_pretrained_says_which_file_to_put_where(offline, tmp_path):
 def test_offline_auto_falls_back_to_random_with_a_note(offline):
     det = load_model("mobilenet_v3_fpn", "auto", "cpu")
     assert det.weights == "random" and any("--weights" in n for n in det.notes)
+    torch.manual_seed(123)  # the fallback is the seeded random model, whatever the global seed
+    again, seeded = load_model("mobilenet_v3_fpn", "auto", "cpu"), load_model("mobilenet_v3_fpn", "random", "cpu")
+    for a, b, c in zip(det.module.state_dict().values(), again.module.state_dict().values(),
+                       seeded.module.state_dict().values(), strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):

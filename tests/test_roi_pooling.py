@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
 from frcnn.stages.backbone import Features
 from frcnn.stages.roi_pooling import pool_rois, spatial_scale
@@ -146,6 +146,29 @@ def test_roi_pool_with_stride_two() -> None:
     assert pooled.spatial_scales == (0.5,)
     for r, box in enumerate(boxes.tolist()):
         assert pooled.features[r].tolist() == _brute_roi_pool(fmap[0].tolist(), box, 0.5, 3)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_roi_pool_sharded_over_threads_equals_one_call(threads: int) -> None:
+    """Many RoIs without autograd are pooled in shards, one per torch thread: the same as torchvision's one call;
+    with autograd they are not sharded, and the gradient reaches the map."""
+    g = torch.Generator().manual_seed(1)
+    fmap = torch.randn(1, 8, 20, 24, generator=g)
+    xy = torch.rand(100, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + torch.rand(100, 2, generator=g) * 100 + 1], dim=1)  # (100, 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            pooled = pool_rois(_single(fmap, 16), boxes, (320, 384), "roi_pool", 7).features
+        leaf = fmap.clone().requires_grad_()
+        trained = pool_rois(_single(leaf, 16), boxes, (320, 384), "roi_pool", 7).features
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(pooled, roi_pool(fmap, [boxes], 7, 1 / 16))
+    assert torch.equal(trained.detach(), pooled)
+    trained.sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("sampling_ratio", [2, 1, 0])

@@ -266,25 +266,23 @@ def load_model(name: str = "default", weights: str | os.PathLike | None = "auto"
 def _load_named(spec: ModelSpec, weights: str, progress: Progress | None = None
                 ) -> tuple[FasterRCNN, tuple[str, ...], Settings, str, list[str]]:
     class_names = spec.class_names()
-    if weights == "random":  # seeded, so every process (and test) gets the same "random" model
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            module = spec.build(len(class_names))
-        return module, class_names, spec.defaults, "random", []
+    if weights == "random":
+        return _random_module(spec, len(class_names)), class_names, spec.defaults, "random", []
     if spec.name == "default":
         if DEFAULT_CHECKPOINT.is_file():
             return _load_file(spec, DEFAULT_CHECKPOINT)
         if weights == "pretrained":
             raise FrcnnError(f"default: no trained checkpoint at {DEFAULT_CHECKPOINT}")
         note = f"default: no trained checkpoint at {DEFAULT_CHECKPOINT}; random weights"
-        return spec.build(len(class_names)), class_names, spec.defaults, "random", [note]
+        return _random_module(spec, len(class_names)), class_names, spec.defaults, "random", [note]
     enum = spec.coco_weights or spec.backbone_weights
     try:
         state = _download(enum, progress)
     except FrcnnError as exc:
         if weights == "pretrained":
             raise
-        return spec.build(len(class_names)), class_names, spec.defaults, "random", [f"{exc}; random weights"]
+        return (_random_module(spec, len(class_names)), class_names, spec.defaults, "random",
+                [f"{exc}; random weights"])
     if spec.coco_weights is not None:
         module = spec.build(len(class_names))
         _load_state(module, state, spec.name)
@@ -293,8 +291,15 @@ def _load_named(spec: ModelSpec, weights: str, progress: Progress | None = None
     return module, class_names, spec.defaults, f"backbone {enum}", ["box predictor randomly initialised"]
 
 
+def _random_module(spec: ModelSpec, num_classes: int) -> FasterRCNN:
+    """Seeded, so every process (a test, a benchmark, the app offline) gets the same "random" model."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return spec.build(num_classes)
+
+
 def _vgg_with_backbone_state(spec: ModelSpec, class_names: tuple[str, ...], state: dict) -> FasterRCNN:
-    module = spec.build(len(class_names))
+    module = _random_module(spec, len(class_names))  # the RPN and the box predictor stay random
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     module.backbone.load_state_dict({k: v for k, v in features.items() if int(k.split(".")[0]) < 30})
     fc = {"1.weight": state["classifier.0.weight"], "1.bias": state["classifier.0.bias"],
