@@ -33,6 +33,8 @@ from frcnn.viz.common import (
     IGNORED,
     NEGATIVE,
     POSITIVE,
+    Canvas,
+    Layers,
     add_boxes,
     add_points,
     as_numpy,
@@ -55,7 +57,7 @@ def layer_colour(index: int) -> str:
     return LAYER_COLOURS[index % len(LAYER_COLOURS)]
 
 
-def _hover_at_corner(fig: go.Figure, boxes: np.ndarray, image_size: tuple[int, int], color: str, name: str,
+def _hover_at_corner(fig: Canvas, boxes: np.ndarray, image_size: tuple[int, int], color: str, name: str,
                      legendgroup: str, text: Sequence[str] | None = None, customdata: np.ndarray | None = None,
                      hovertemplate: str | None = None, size: float = 6, visible: bool | str = True) -> None:
     """Hover markers on the boxes' top-left corners, clipped to the image so cut-off anchors still have one."""
@@ -69,7 +71,7 @@ def _hover_at_corner(fig: go.Figure, boxes: np.ndarray, image_size: tuple[int, i
     fig.data[-1].update(showlegend=False, legendgroup=legendgroup, visible=visible)
 
 
-def _ground_truth(fig: go.Figure, trace: Trace) -> None:
+def _ground_truth(fig: Canvas, trace: Trace) -> None:
     names = trace.class_names
     gt = as_numpy(trace.gt_boxes)
     hover = [f"GT #{g} {names[int(lab)] if 0 < int(lab) < len(names) else int(lab)} · ({b[0]:.0f}, {b[1]:.0f})-"
@@ -186,7 +188,8 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     """
     a = trace.anchors
     iy, ix = pick_location(trace, point, level)
-    fig = image_figure(image, height=height)
+    figure = image_figure(image, height=height)
+    fig = Layers()  # every layer, added to the figure at once
     centres = as_numpy(location_centres(a, level))
     w = a.grid_sizes[level][1]
     step = centre_step(len(centres), every)
@@ -242,6 +245,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         add_boxes(fig, boxes[best], HIGHLIGHT, "best anchor per GT", width=2.5, dash="dash")
         _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
                          text=hover, size=8)
+    fig = fig.onto(figure)
     fig.update_layout(title=dict(text=f"{drawn:,} of {len(a.boxes):,} anchors drawn · chosen cell ({iy}, {ix})",
                                  font=dict(size=14)), margin=dict(t=90))
     return _keep_unselected_look(fig)
@@ -288,7 +292,7 @@ def _label_text(labels: np.ndarray, sampled: np.ndarray) -> np.ndarray:
     return np.char.add(text, np.where(sampled, " · in the minibatch", ""))
 
 
-def _location_dots(fig: go.Figure, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
+def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
                    symbol: str = "circle", size: float = 4, opacity: float = 0.5) -> None:
     """One marker per grid cell holding anchors of ``mask``, with their count and best IoU on hover."""
     a = trace.anchors
@@ -324,7 +328,8 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
     Every drawn box has a hover marker on its top-left corner with its IoU, GT, label and tx, ty, tw, th.
     """
     t = trace.anchor_targets
-    fig = image_figure(image, height=height)
+    figure = image_figure(image, height=height)
+    fig = Layers()  # every layer, added to the figure at once
     labels = as_numpy(t.labels)
     sampled = sampled_mask(trace)
     data = anchor_customdata(trace)
@@ -356,7 +361,7 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
     if len(trace.gt_boxes):
         _ground_truth(fig, trace)
     layer((labels == 1) & sampled, POSITIVE, "positive in the minibatch", width=2.5, hover_size=7)
-    return _keep_unselected_look(fig)
+    return _keep_unselected_look(fig.onto(figure))
 
 
 def positive_rows(trace: Trace) -> list[dict]:
