@@ -148,8 +148,9 @@ def test_roi_pool_with_stride_two() -> None:
         assert pooled.features[r].tolist() == _brute_roi_pool(fmap[0].tolist(), box, 0.5, 3)
 
 
+@pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_roi_pool_sharded_over_threads_equals_one_call(threads: int) -> None:
+def test_pooling_sharded_over_threads_equals_one_call(threads: int, op: str) -> None:
     """Many RoIs without autograd are pooled in shards, one per torch thread: the same as torchvision's one call;
     with autograd they are not sharded, and the gradient reaches the map."""
     g = torch.Generator().manual_seed(1)
@@ -160,12 +161,14 @@ def test_roi_pool_sharded_over_threads_equals_one_call(threads: int) -> None:
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            pooled = pool_rois(_single(fmap, 16), boxes, (320, 384), "roi_pool", 7).features
+            pooled = pool_rois(_single(fmap, 16), boxes, (320, 384), op, 7).features
         leaf = fmap.clone().requires_grad_()
-        trained = pool_rois(_single(leaf, 16), boxes, (320, 384), "roi_pool", 7).features
+        trained = pool_rois(_single(leaf, 16), boxes, (320, 384), op, 7).features
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(pooled, roi_pool(fmap, [boxes], 7, 1 / 16))
+    one_call = (roi_pool(fmap, [boxes], 7, 1 / 16) if op == "roi_pool"
+                else roi_align(fmap, [boxes], 7, 1 / 16, 2, aligned=False))
+    assert torch.equal(pooled, one_call)
     assert torch.equal(trained.detach(), pooled)
     trained.sum().backward()
     assert leaf.grad is not None and leaf.grad.abs().sum() > 0

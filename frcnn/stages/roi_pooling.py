@@ -5,17 +5,17 @@ feature map bilinearly at ``sampling_ratio``^2 points per bin and averages. Both
 On an FPN each RoI is pooled from one level, chosen by the FPN paper's rule
 k = floor(4 + log2(sqrt(w h) / 224)) (torchvision's ``LevelMapper``).
 
-torchvision's RoIPool CPU kernel runs on one thread: without autograd, the RoIs are split into one shard per
-torch thread and pooled side by side (the op releases the GIL; each RoI is pooled on its own, so the output
-is the same). Measured on 2 cores, 128 RoIs from a 512-channel map: 146 -> 84 ms. RoIAlign gains nothing.
-
-Shapes: R RoIs (x1, y1, x2, y2) in network-input pixels -> (R, C, S, S) with S = output_size.
+torchvision's RoIPool and RoIAlign CPU kernels run on one thread: without autograd, the RoIs are split into one
+shard per torch thread and pooled side by side (the ops release the GIL; each RoI is pooled on its own, so the
+output is the same). Measured on 2 cores, 128 RoIs from a 512-channel 50x50 map: RoIPool 71 -> 47 ms,
+RoIAlign 83 -> 38 ms (a noisy machine: 1.3x to 2.2x over reruns).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -49,13 +49,12 @@ def _executor(threads: int) -> ThreadPoolExecutor:
         return _POOLS[threads]
 
 
-def _roi_pool(fmap: Tensor, rois: Tensor, output_size: int, scale: float) -> Tensor:
-    """torchvision's ``roi_pool`` of ``rois`` (n, 4), sharded over torch's threads on the CPU without autograd."""
+def _sharded(pool: Callable[[Tensor], Tensor], fmap: Tensor, rois: Tensor) -> Tensor:
+    """``pool(rois)`` (n, C, S, S), in one shard of ``rois`` (n, 4) per torch thread on the CPU without autograd."""
     shards = min(torch.get_num_threads(), len(rois) // MIN_ROIS_PER_SHARD)
     if shards < 2 or fmap.device.type != "cpu" or (torch.is_grad_enabled() and fmap.requires_grad):
-        return roi_pool(fmap, [rois], output_size, scale)
-    parts = _executor(shards).map(lambda r: roi_pool(fmap, [r], output_size, scale), rois.tensor_split(shards))
-    return torch.cat(list(parts))
+        return pool(rois)
+    return torch.cat(list(_executor(shards).map(pool, rois.tensor_split(shards))))
 
 
 def spatial_scale(feature_size: tuple[int, int], image_size: tuple[int, int]) -> float:
@@ -87,8 +86,8 @@ def pool_rois(
 
     def pool(fmap: Tensor, rois: Tensor, scale: float) -> Tensor:  # (n, C, S, S)
         if op == "roi_pool":
-            return _roi_pool(fmap, rois, output_size, scale)
-        return roi_align(fmap, [rois], output_size, scale, sampling_ratio, aligned=False)
+            return _sharded(lambda r: roi_pool(fmap, [r], output_size, scale), fmap, rois)
+        return _sharded(lambda r: roi_align(fmap, [r], output_size, scale, sampling_ratio, aligned=False), fmap, rois)
 
     if len(maps) == 1:  # no gather into a zeroed (R, C, S, S) buffer
         return PooledRoIs(pool(maps[0], boxes, scales[0]), boxes, level, scales, op, output_size)
