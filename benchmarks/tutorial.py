@@ -137,13 +137,18 @@ def rpn_candidates(n: int = 6000) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 # ------------------------------------------------------------------------------------------- the runs
-def _median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
+def _median_ms(fn: Callable[[], object], repeat: int, min_sample_s: float = 0.05) -> float:
+    """Median over ``repeat`` samples of the mean time of one call, after a warm-up; like ``timeit``, a sample
+    runs ``fn`` as many times as it takes to last ``min_sample_s``, so a 1-ms step is not timed off one call."""
+    start = time.perf_counter()
+    fn()  # warm-up, and how long a call takes
+    calls = max(1, math.ceil(min_sample_s / max(time.perf_counter() - start, 1e-6)))
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - start) * 1000 / calls)
     return statistics.median(times)
 
 
