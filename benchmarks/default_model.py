@@ -78,6 +78,9 @@ def model_card(det, state: dict, result: dict, sizes: list[dict], trace_ms: floa
         f"scratch (stride {s.anchors.stride}, 128 channels; `frcnn/models/backbones.py`).", "",
         f"- classes: {', '.join(det.class_names[1:])}",
         f"- input: shorter side {s.input.min_size} px (longer at most {s.input.max_size})",
+        *[f"- test-time default changed when shipped: {k} {v['trained']} in training, {v['shipped']} shipped "
+          "(chosen on the 100 validation scenes of seed 1, never on the held-out ones)"
+          for k, v in meta.get("test_time_settings", {}).items()],
         f"- anchors: sizes {', '.join(f'{v:g}' for v in s.anchors.sizes)} px x ratios "
         f"{', '.join(f'{v:g}' for v in s.anchors.ratios)} = {s.anchors.num_per_location} per location, "
         f"stride {s.anchors.stride}",
