@@ -96,6 +96,9 @@ def model_card(det, state: dict, result: dict, sizes: list[dict], trace_ms: floa
         "from 448-576 px.", "",
         "## Training", "",
         *_commands(meta),
+        *([f"- shipped with: `python training/ship_default.py training/{meta.get('source', 'RUN.pt')} "
+           + " ".join(f"--set {k}={v['shipped']}" for k, v in meta["test_time_settings"].items()) + "`"]
+          if meta.get("test_time_settings") else []),
         f"- steps: {meta.get('step')} of {meta.get('config', {}).get('steps')}, batch "
         f"{meta.get('config', {}).get('batch_size')}, AdamW lr {meta.get('config', {}).get('lr')} with warm-up and "
         "cosine decay",
