@@ -70,7 +70,7 @@ def cell_layout(anchors: Anchors, level: int = 0) -> tuple[Tensor, Tensor]:
 
 def location_centres(anchors: Anchors, level: int = 0) -> Tensor:
     """The centre of every location of ``level``, row-major: Tensor[Hi * Wi, 2] (x, y), in the boxes' pixels."""
-    offset = sum(anchors.num_per_level[:level])
+    offset = anchors.level_start(level)
     k = anchors.num_per_location[level]
     first = anchors.boxes[offset:offset + anchors.num_per_level[level]:k]  # (Hi*Wi, 4): anchor 0 of each
     return torch.stack([(first[:, 0] + first[:, 2]) / 2, (first[:, 1] + first[:, 3]) / 2], dim=1)

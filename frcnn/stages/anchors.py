@@ -41,9 +41,13 @@ class Anchors:
     def num_per_location(self) -> tuple[int, ...]:
         return tuple(int(c.shape[0]) for c in self.cell)
 
+    def level_start(self, level: int) -> int:
+        """Index into ``boxes`` of the first anchor of ``level``."""
+        return sum(self.num_per_level[:level])
+
     def location_index(self, level: int, y: int, x: int) -> Tensor:
         """Indices (k,) into ``boxes`` of the k anchors at grid cell (y, x) of ``level``."""
-        offset = sum(self.num_per_level[:level])
+        offset = self.level_start(level)
         k = self.num_per_location[level]
         start = offset + (y * self.grid_sizes[level][1] + x) * k
         return torch.arange(start, start + k, device=self.boxes.device)

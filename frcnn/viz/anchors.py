@@ -139,7 +139,7 @@ def anchors_mask(trace: Trace, level: int, sizes: Sequence[float] | None = None,
     so the mask is their broadcast product, and the image test on top."""
     a = trace.anchors
     h, w = a.grid_sizes[level]
-    offset = sum(a.num_per_level[:level])
+    offset = a.level_start(level)
     kind = _cell_wanted(a, level, sizes, ratios)  # (k,)
     rows = (torch.arange(h) - around[0]) % every == 0  # (Hi,)
     cols = (torch.arange(w) - around[1]) % every == 0  # (Wi,)
@@ -204,7 +204,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     values = a.sizes[level] if colour_by == "size" else a.ratios
     wanted = sizes if colour_by == "size" else ratios
     shown_values = [v for v in values if wanted is None or v in wanted]
-    offset, k = sum(a.num_per_level[:level]), a.num_per_location[level]
+    offset, k = a.level_start(level), a.num_per_location[level]
     cell_size, cell_ratio = (as_numpy(t) for t in cell_layout(a, level))  # (k,) each
     cell_attr = cell_size if colour_by == "size" else cell_ratio
     here = as_numpy(a.location_index(level, iy, ix))[as_numpy(_cell_wanted(a, level, sizes, ratios))]  # chosen
