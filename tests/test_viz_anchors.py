@@ -250,7 +250,7 @@ def test_centre_dots_are_thinned_to_a_clickable_lattice_and_all_with_every_1(set
         for x, y, text in list(zip(dots.x, dots.y, dots.text, strict=True))[:: max(1, len(dots.x) // 20)]:
             iy, ix = pick_location(trace, (float(x), float(y)))
             assert text.startswith(f"cell ({iy}, {ix})")
-    assert centre_step(64 * 80, 16) == 3 and centre_step(64 * 80, 1) == 1 and centre_step(500, 8) == 1
+    assert centre_step(64 * 80, 16) == 4 and centre_step(64 * 80, 1) == 1 and centre_step(400, 8) == 1
 
 
 def test_small_marker_traces_are_svg_so_a_figure_needs_no_webgl_context(setup):

@@ -24,9 +24,16 @@ PAGES = [("", "start"), ("backbone", "backbone"), ("anchors", "anchors"), ("anch
 
 NO_FIGURE_YET = ("", "training")  # the start page draws its figures lower down; training has none until a run
 
+# what every figure shows (x and y may be plain arrays or base64 {dtype, bdata} objects)
 FIGURE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd =>
-    JSON.stringify((gd.data || []).map(t => [t.name, (t.x || []).length, Array.from(t.x || []).slice(0, 40),
-                                             Array.from(t.y || []).slice(0, 40)]))).join('|')"""
+    JSON.stringify((gd.data || []).map(t => [t.name, JSON.stringify(t.x || []).slice(0, 400),
+                                             JSON.stringify(t.y || []).slice(0, 400)]))).join('|')"""
+# every figure drawn: a new chart has its data at once, its SVG traces and background image only once plotly has
+# drawn them (the image loads asynchronously), so a changed signature alone would time less than the user waits
+FIGURES_DRAWN = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).every(gd => gd._fullData &&
+    gd.querySelectorAll('.scatterlayer .trace').length ===
+        gd._fullData.filter(t => t.type === 'scatter' && t.visible === true).length &&
+    gd.querySelectorAll('g.im image').length === gd._fullData.filter(t => t.type === 'image').length)"""
 
 
 def _settled(page, timeout=180_000):
@@ -70,7 +77,8 @@ def _slider(page, label: str):
 
 
 def _time_slider_moves(page, label: str, moves: int = 10, key: str = "ArrowRight") -> list[float]:
-    """Press the slider's arrow key and time until some plotly figure's data has changed, ``moves`` times."""
+    """Press the slider's arrow key and time until some plotly figure's data has changed and every figure is drawn,
+    ``moves`` times."""
     thumb = _slider(page, label)
     times = []
     for i in range(moves):
@@ -78,7 +86,8 @@ def _time_slider_moves(page, label: str, moves: int = 10, key: str = "ArrowRight
         thumb.focus()
         start = time.perf_counter()
         thumb.press(key if i % 2 == 0 else ("ArrowLeft" if key == "ArrowRight" else "ArrowRight"))
-        page.wait_for_function(f"(before) => ({FIGURE_SIGNATURE})() !== before", arg=before, timeout=60_000)
+        page.wait_for_function(f"(before) => ({FIGURE_SIGNATURE})() !== before && ({FIGURES_DRAWN})()", arg=before,
+                               timeout=60_000)
         times.append((time.perf_counter() - start) * 1000)
         _settled(page)
     thumb.focus()
