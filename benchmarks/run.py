@@ -1,6 +1,7 @@
 """Every benchmark in one run: prints the tables, writes them as JSON and as ``docs/benchmarks.md``.
 
-    python benchmarks/run.py [--quick] [--browser] [--repeat 5] [--out docs]
+    python benchmarks/run.py [--quick] [--browser] [--repeat 5] [--out docs] [--note "..."]
+    python benchmarks/run.py --render [--note "..."]   # rewrite benchmarks.md from benchmarks.json, measuring nothing
 
 1. trace: per-stage times of a cold trace, and peak memory, of the default model (512 px), torchvision's
    resnet50-FPN-v2 and MobileNetV3-FPN architectures (800 px) and the paper's vgg16 (800 px); each model in
@@ -123,7 +124,8 @@ def _markdown(result: dict) -> str:
                      f"{'yes' if r['same_answer'] else 'no'} | {r['how']} |")
     if result.get("browser"):
         lines += ["", "## Browser: slider to updated figure", "",
-                  "Headless chromium (Playwright), the default model, median of 10 moves.", "",
+                  "Headless chromium (Playwright), the default model, median of 10 moves: from the key press on the "
+                  "slider until the new figure is drawn (every SVG trace and the image in place).", "",
                   "| slider | median (ms) |", "| --- | ---: |"]
         for k, v in result["browser"].items():
             lines.append(f"| {k} | {v['median_ms']:.0f} |")
@@ -139,7 +141,18 @@ def main() -> None:
     p.add_argument("--browser", action="store_true", help="also time slider moves in headless chromium")
     p.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.json and benchmarks.md")
     p.add_argument("--note", action="append", default=[], help="a line for the Notes section (repeatable)")
+    p.add_argument("--render", action="store_true",
+                   help="measure nothing: rewrite benchmarks.md from the folder's benchmarks.json (with --note: "
+                        "those notes in place of the stored ones)")
     args = p.parse_args()
+    out = Path(args.out)
+    if args.render:
+        result = json.loads((out / "benchmarks.json").read_text())
+        result["notes"] = args.note or result.get("notes", [])
+        (out / "benchmarks.json").write_text(json.dumps(result, indent=1))
+        (out / "benchmarks.md").write_text(_markdown(result))
+        print(f"wrote {out / 'benchmarks.md'} from {out / 'benchmarks.json'}")
+        return
     import torch
     from trace_times import print_result
 
@@ -166,7 +179,6 @@ def main() -> None:
     print("\ntargets:")
     for t in result["targets"]:
         print(f"  {'met ' if t['met'] else 'MISS'}  {t['what']}: {t['measured']} (target {t['target']})")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(result, indent=1))
     (out / "benchmarks.md").write_text(_markdown(result))

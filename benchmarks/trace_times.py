@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from machine import describe  # noqa: E402
 
@@ -81,7 +82,8 @@ def measure(model: str, size: int, repeat: int = 5, weights: str = "auto", devic
     peak = (torch.cuda.max_memory_allocated() / 2**20 if det.device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     device_name = describe(det.device)
-    return {"model": model, "weights": det.weights, "size": size, "repeat": repeat, "device": device_name,
+    weights = det.weights.removeprefix(f"{ROOT}/")  # a shipped file by its path in the repository
+    return {"model": model, "weights": weights, "size": size, "repeat": repeat, "device": device_name,
             "stages_ms": table, "wall_ms": walls,
             "speedup": {k: walls["cold"] / max(v, 1e-6) for k, v in walls.items()},
             "reran_backbone": reran_backbone, "peak_mb": round(peak, 1),
