@@ -20,12 +20,16 @@ explain(
     r"\hat w = w_a\, e^{t_w/5},\ \hat h = h_a\, e^{t_h/5}",
     r"\text{precision} = \frac{TP}{TP + FP}\qquad \text{recall} = \frac{TP}{TP + \text{misses}}",
 )
-c = st.columns(4)
+c = st.columns(5)
 slider("roi.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c[0])
 slider("roi.nms_thresh", "NMS IoU (per class)", 0.0, 1.0, 0.05, container=c[1])
 slider("roi.detections_per_img", "Detections per image", 1, 300, 1, container=c[2])
 iou = c[3].slider("Match IoU for TP / FP", 0.1, 0.95, 0.5, 0.05, key="det_iou",
                   help="Not a detector setting: how much a detection must overlap a GT box of its class to count.")
+min_score = c[4].slider("Draw scores from", 0.0, 1.0, 0.5, 0.05, key="det_min_score",
+                        help="Not a detector setting: the figure draws the detections scoring at least this, and "
+                             "scores them (TP / FP / missed). The score threshold keeps the paper's low scores "
+                             "(0.05, which mAP needs); the others stay in the figure's legend.")
 show_settings_message()
 trace = run_trace()
 d = trace.detections
@@ -44,7 +48,13 @@ if len(trace.gt_boxes):
 else:
     st.info("No ground truth for this image, so detections are coloured by class. To score them (TP / FP / "
             "misses, precision, recall), add boxes on the **Start** page or upload an annotation file in the sidebar.")
-show_figure(detections_figure(ctx.image_np, trace, iou), key="det_figure", filename="detections")
+hidden = int((d.scores < min_score).sum())
+if hidden:
+    st.caption(f"{hidden} of {len(d.boxes)} detections score under {min_score:g} and are not drawn (the legend's "
+               f"\"scoring under {min_score:g}\" shows them); the figure's precision and recall are of the drawn "
+               "ones, the numbers above of all.")
+show_figure(detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
+            filename="detections")
 st.subheader("Detections, best first")
 st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
 notes(trace)

@@ -29,7 +29,12 @@ st.graphviz_chart(pipeline_dot(trace), width="stretch")
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Detections and ground truth")
-    fig = detections_figure(ctx.image_np, trace, title=None)
+    draw_from = st.session_state.get("det_min_score", 0.5)  # the Detections page's display slider
+    fig = detections_figure(ctx.image_np, trace, title=None, min_score=draw_from)
+    hidden = int((trace.detections.scores < draw_from).sum())
+    if hidden:
+        st.caption(f"Drawn: the detections scoring at least {draw_from:g} (the Detections page's \"Draw scores "
+                   f"from\"); the legend's \"scoring under {draw_from:g}\" shows the other {hidden}.")
     event = show_figure(fig, key="overview_image", on_select="rerun", selection_mode=("box",),
                         filename="detections")
 with right:

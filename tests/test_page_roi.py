@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,23 @@ def test_detections_never_grow_with_the_score_threshold():
     at.slider(key="det_iou").set_value(0.9).run()
     assert not at.exception
     assert 0.0 <= float(_metric(at, "Precision")) <= 1.0
+
+
+def test_detections_page_draws_the_scores_from_its_display_slider_and_keeps_the_rest_in_the_legend():
+    at = _page("detections.py")
+    at.slider(key="set:roi.score_thresh").set_value(0.0).run()
+    total = int(_metric(at, "Detections"))
+    for draw_from in (0.0, 0.5, 1.0):
+        at.slider(key="det_min_score").set_value(draw_from).run()
+        assert not at.exception, at.exception
+        assert int(_metric(at, "Detections")) == total == len(at.dataframe[0].value)  # only the figure changes
+        low = [t for t in _specs(at)[0]["data"] if t.get("name", "").startswith(f"scoring under {draw_from:g}")]
+        said = re.search(r"(\d+) of (\d+) detections score under", " ".join(c.value for c in at.caption))
+        hidden = int(said.group(1)) if said else 0
+        scores = at.dataframe[0].value["score"]  # rounded to 4 decimals
+        assert sum(s < draw_from - 1e-4 for s in scores) <= hidden <= sum(s < draw_from + 1e-4 for s in scores)
+        assert bool(low) == (hidden > 0) and all(t["visible"] == "legendonly" for t in low)
+        assert draw_from == 0.0 or hidden > 0  # at score threshold 0 the trained model keeps low scores
 
 
 @pytest.mark.parametrize("sample", [None, PHOTO])

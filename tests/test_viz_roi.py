@@ -13,7 +13,7 @@ from torchvision.ops import roi_align, roi_pool
 from frcnn import Tracer, load_model
 from frcnn.data.shapes import make_scene
 from frcnn.stages.preprocess import to_network
-from frcnn.viz.detections import match_detections
+from frcnn.viz.detections import detections_figure, match_detections
 from frcnn.viz.roi import (
     clicked_roi,
     default_roi,
@@ -182,3 +182,32 @@ def test_detections_rows_match_the_trace(setup):
     assert math.isclose(rows[0]["x1"], float(d.boxes[0, 0]), abs_tol=0.051)
     assert "TP" not in detections_rows(without)[0]
 
+
+
+def test_detections_figure_draws_the_scores_from_min_score_and_keeps_the_rest_in_the_legend():
+    """On the trained default model (real true positives): the drawn detections are those scoring at least
+    ``min_score``, each TP / FP as it is among all detections (greedy matching takes them best first), the misses
+    are the GT boxes no drawn detection matches, and the low scores are one legend-only layer."""
+    tracer = Tracer(load_model("default", device="cpu"))
+    scene = make_scene(2026, 0)
+    image = torch.from_numpy(scene.image.copy()).permute(2, 0, 1).contiguous()
+    gt, labels = torch.from_numpy(scene.boxes.copy()), torch.from_numpy(scene.labels)
+    trace = tracer.run(image, None, gt, labels)  # the paper's score threshold, 0.05: many low scores
+    d = trace.detections
+    every = match_detections(d.boxes, d.scores, d.labels, gt, labels, 0.5)
+    fig = detections_figure(scene.image, trace, 0.5, min_score=0.5)
+    drawn = (d.scores >= 0.5).numpy()
+    assert 0 < drawn.sum() < len(drawn)
+    tp = _boxes_in(_trace_named(fig, "true positive (")[0])
+    fp = _boxes_in(_trace_named(fig, "false positive (")[0])
+    assert tp == int(every.true_positive.numpy()[drawn].sum()) > 0
+    assert tp + fp == int(drawn.sum())
+    assert _boxes_in(_trace_named(fig, "missed (")[0]) == len(gt) - tp  # each TP matches its own GT box
+    low = _trace_named(fig, "scoring under 0.5")
+    assert low and all(t.visible == "legendonly" for t in low)
+    assert _boxes_in(next(t for t in low if t.mode == "lines")) == int((~drawn).sum())
+    assert "scores from 0.5" in fig.layout.title.text
+    assert not _trace_named(detections_figure(scene.image, trace, 0.5), "scoring under")  # min_score 0: all drawn
+    by_class = detections_figure(scene.image, tracer.run(image), min_score=0.5)  # no ground truth: by class
+    assert sum(_boxes_in(t) for t in by_class.data[1:] if t.mode == "lines" and t.visible != "legendonly") == \
+        int(drawn.sum())
