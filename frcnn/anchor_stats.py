@@ -54,18 +54,28 @@ def anchor_layout(anchors: Anchors, index: Tensor | None = None) -> AnchorLayout
         at = (level == lvl).nonzero().squeeze(1) if len(counts) > 1 else slice(None)
         local = j[at] - starts[lvl]
         loc, kk = local // k, local % k
+        si, ri = cell_indices(anchors, lvl)
         cell_size, cell_ratio = cell_layout(anchors, lvl)
         c["iy"][at], c["ix"][at] = loc // w, loc % w
-        c["si"][at], c["ri"][at] = kk % len(anchors.sizes[lvl]), kk // len(anchors.sizes[lvl])
+        c["si"][at], c["ri"][at] = si[kk], ri[kk]
         size[at], ratio[at] = cell_size[kk], cell_ratio[kk]
     return AnchorLayout(level, c["iy"], c["ix"], c["si"], c["ri"], size, ratio)
 
 
+def cell_indices(anchors: Anchors, level: int = 0) -> tuple[Tensor, Tensor]:
+    """Which size and which ratio each of the k anchors of a location of ``level`` has, as indices into
+    ``anchors.sizes[level]`` and ``anchors.ratios``: Tensor[k] each. AnchorGenerator lays them ratio-major (the
+    sizes of the first ratio, then of the next); this is the one place that says so."""
+    kk = torch.arange(anchors.num_per_location[level])
+    n = len(anchors.sizes[level])
+    return kk % n, kk // n
+
+
 def cell_layout(anchors: Anchors, level: int = 0) -> tuple[Tensor, Tensor]:
     """The size and the ratio of each of the k anchors of a location of ``level``: Tensor[k] each."""
-    sizes = torch.tensor(anchors.sizes[level], dtype=torch.float32)
-    kk = torch.arange(anchors.num_per_location[level])
-    return sizes[kk % len(sizes)], torch.tensor(anchors.ratios, dtype=torch.float32)[kk // len(sizes)]
+    si, ri = cell_indices(anchors, level)
+    return (torch.tensor(anchors.sizes[level], dtype=torch.float32)[si],
+            torch.tensor(anchors.ratios, dtype=torch.float32)[ri])
 
 
 def location_centres(anchors: Anchors, level: int = 0) -> Tensor:
