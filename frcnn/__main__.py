@@ -15,13 +15,14 @@ status 2 and one line on stderr; never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -151,23 +152,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise FrcnnError("--steps, --batch-size, --checkpoint-every, --log-every and --lr must be positive")
     if args.until is not None and args.until <= 0:
         raise FrcnnError("--until must be positive")
-    stopping = _stop_on_signals()
-    out = train(args.model, dataset, args.out, settings, config, args.device, resume=not args.restart,
-                progress=not args.quiet, evaluate_on=held_out, should_stop=stopping.is_set, until=args.until,
-                command=" ".join(["python -m frcnn", *(shlex.quote(a) for a in sys.argv[1:])]))
+    with _stop_on_signals() as stopping:
+        out = train(args.model, dataset, args.out, settings, config, args.device, resume=not args.restart,
+                    progress=not args.quiet, evaluate_on=held_out, should_stop=stopping.is_set, until=args.until,
+                    command=" ".join(["python -m frcnn", *(shlex.quote(a) for a in sys.argv[1:])]))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line from the first process
         print(f"checkpoint: {out}")
     return 0
 
 
-def _stop_on_signals() -> threading.Event:
-    """SIGTERM or SIGINT (Ctrl-C) asks a training run to stop after its current step and write a resumable
-    checkpoint, instead of losing the steps since the last one."""
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """While a training run is inside, SIGTERM or SIGINT (Ctrl-C) asks it to stop after its current step and
+    write a resumable checkpoint, instead of losing the steps since the last one; the process's own handlers
+    come back after it (``main`` may run inside another program)."""
     stopping = threading.Event()
+    previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
-    return stopping
+            previous[sig] = signal.signal(sig, lambda *_: stopping.set())
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_anchors(args: argparse.Namespace) -> int:

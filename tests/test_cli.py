@@ -208,3 +208,21 @@ def test_sigterm_stops_a_training_run_with_a_resumable_checkpoint(tmp_path):
     assert proc.returncode == 0
     meta = read_weights_file(out)["meta"]
     assert 2 <= meta["step"] < 100000 and "optimizer" in meta and len(meta["log"]) == meta["step"]
+
+
+def test_a_training_run_inside_another_program_gives_its_signal_handlers_back(tmp_path, capsys):
+    """``main`` catches SIGTERM / SIGINT only while it trains (to stop with a checkpoint), then restores them."""
+    import signal
+
+    def mine(*_):
+        return None
+
+    before = {sig: signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code, out, _ = _run(["train", "--data", "shapes:2:1", "--out", str(tmp_path / "run"), "--steps", "1",
+                             "--batch-size", "1", "--quiet"], capsys)
+        assert code == 0 and "checkpoint:" in out
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
