@@ -9,6 +9,8 @@ from app_pages._shared import context, download_trace, explain, notes, run_trace
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
 
+DRAW_FROM = 0.5  # detections drawn from this score (the detector keeps the paper's 0.05, for mAP)
+
 ctx = context()
 st.title("Faster R-CNN, stage by stage")
 trace = run_trace()
@@ -29,12 +31,11 @@ st.graphviz_chart(pipeline_dot(trace), width="stretch")
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Detections and ground truth")
-    draw_from = st.session_state.get("det_min_score", 0.5)  # the Detections page's display slider
-    fig = detections_figure(ctx.image_np, trace, title=None, min_score=draw_from)
-    hidden = int((trace.detections.scores < draw_from).sum())
+    fig = detections_figure(ctx.image_np, trace, title=None, min_score=DRAW_FROM)
+    hidden = int((trace.detections.scores < DRAW_FROM).sum())
     if hidden:
-        st.caption(f"Drawn: the detections scoring at least {draw_from:g} (the Detections page's \"Draw scores "
-                   f"from\"); the legend's \"scoring under {draw_from:g}\" shows the other {hidden}.")
+        st.caption(f"Drawn: the detections scoring at least {DRAW_FROM:g}; the legend's \"scoring under "
+                   f"{DRAW_FROM:g}\" shows the other {hidden} (the Detections page draws from any score).")
     event = show_figure(fig, key="overview_image", on_select="rerun", selection_mode=("box",),
                         filename="detections")
 with right:
