@@ -50,7 +50,9 @@ def stage_times_figure(trace: Trace) -> go.Figure:
                            textposition="outside", hovertemplate="%{y}: %{x:.1f} ms<extra></extra>"))
     total = sum(times)
     fig.update_layout(height=60 + 26 * len(stages), margin=dict(l=10, r=40, t=30, b=10),
-                      title=f"{total:.0f} ms in all on {trace.device}", xaxis_title="ms",
+                      title=f"{total:.0f} ms in all on {trace.device}" + (" (every stage from the cache)"
+                                                                           if not any(times) else ""),
+                      xaxis=dict(title="ms", rangemode="tozero", range=None if any(times) else [0, 1]),
                       yaxis=dict(autorange="reversed"))
     fig.add_annotation(text="green: from the cache", xref="paper", yref="paper", x=1, y=-0.08, showarrow=False,
                        font=dict(color=NEGATIVE if not trace.cached else POSITIVE, size=11))
