@@ -55,7 +55,8 @@ def test_pipeline_diagram_carries_the_counts(trace):
     assert f"anchors\\n{c['anchors']:,}" in dot and f"{c['detections']:,}" in dot and "no ground truth" in dot
     fig = stage_times_figure(t)
     assert list(fig.data[0].y) == list(t.timings_ms)
-    assert fig.layout.xaxis.range is None and "from the cache" not in fig.layout.title.text
+    assert tuple(fig.layout.xaxis.range) == (0, 1.3 * max(t.timings_ms.values()))  # the longest bar's label fits
+    assert "from the cache" not in fig.layout.title.text
     cached = replace(t, timings_ms=dict.fromkeys(t.timings_ms, 0.0), cached=tuple(t.timings_ms))
     again = stage_times_figure(cached)  # every stage from the cache: a 0-1 ms axis, not plotly's -1..1
     assert tuple(again.layout.xaxis.range) == (0, 1) and "every stage from the cache" in again.layout.title.text

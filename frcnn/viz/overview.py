@@ -47,13 +47,15 @@ def stage_times_figure(trace: Trace) -> go.Figure:
     colors = [POSITIVE if s in trace.cached else KEPT for s in stages]
     text = ["cached" if s in trace.cached else f"{t:.1f} ms" for s, t in zip(stages, times, strict=True)]
     fig = go.Figure(go.Bar(x=times, y=stages, orientation="h", marker_color=colors, text=text,
-                           textposition="outside", hovertemplate="%{y}: %{x:.1f} ms<extra></extra>"))
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x:.1f} ms<extra></extra>"))
     total = sum(times)
     fig.update_layout(height=60 + 26 * len(stages), margin=dict(l=10, r=40, t=30, b=10),
                       title=f"{total:.0f} ms in all on {trace.device}" + (" (every stage from the cache)"
                                                                            if not any(times) else ""),
-                      xaxis=dict(title="ms", rangemode="tozero", range=None if any(times) else [0, 1]),
+                      xaxis=dict(title="ms", range=[0, 1.3 * max(times) if any(times) else 1]),  # room for labels
                       yaxis=dict(autorange="reversed"))
-    fig.add_annotation(text="green: from the cache", xref="paper", yref="paper", x=1, y=-0.08, showarrow=False,
+    fig.add_annotation(text="green: from the cache", xref="paper", yref="paper", x=1, y=1, xanchor="right",
+                       yanchor="bottom", showarrow=False,
                        font=dict(color=NEGATIVE if not trace.cached else POSITIVE, size=11))
     return fig
