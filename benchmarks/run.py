@@ -149,9 +149,7 @@ def main() -> None:
     if args.render:
         result = json.loads((out / "benchmarks.json").read_text())
         result["notes"] = args.note or result.get("notes", [])
-        (out / "benchmarks.json").write_text(json.dumps(result, indent=1))
-        (out / "benchmarks.md").write_text(_markdown(result))
-        print(f"wrote {out / 'benchmarks.md'} from {out / 'benchmarks.json'}")
+        _write(out, result)
         return
     import torch
     from trace_times import print_result
@@ -179,6 +177,10 @@ def main() -> None:
     print("\ntargets:")
     for t in result["targets"]:
         print(f"  {'met ' if t['met'] else 'MISS'}  {t['what']}: {t['measured']} (target {t['target']})")
+    _write(out, result)
+
+
+def _write(out: Path, result: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(result, indent=1))
     (out / "benchmarks.md").write_text(_markdown(result))

@@ -17,9 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from frcnn.errors import FrcnnError  # noqa: E402
 from frcnn.models.checkpoint import read_weights_file, save_checkpoint  # noqa: E402
 from frcnn.models.registry import DEFAULT_CHECKPOINT  # noqa: E402
-from frcnn.settings import Settings  # noqa: E402
+from frcnn.settings import Settings, parse_assignments  # noqa: E402
 
 
 def main() -> None:
@@ -35,8 +36,11 @@ def main() -> None:
     meta["source"] = Path(args.checkpoint).name
     settings = Settings.from_flat(state["settings"])
     if args.set:
-        changes = dict(kv.split("=", 1) for kv in args.set)
-        settings = settings.replace(changes)
+        try:
+            changes = parse_assignments(args.set, "--set")
+            settings = settings.replace(changes)
+        except FrcnnError as exc:
+            sys.exit(str(exc))
         meta["test_time_settings"] = {k: {"trained": state["settings"].get(k), "shipped": settings.get(k)}
                                       for k in changes}
     save_checkpoint(args.out, "default", state["class_names"], settings.to_flat(), state["state_dict"], meta)
