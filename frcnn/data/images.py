@@ -5,7 +5,9 @@ channels first), the layout torchvision's detection models take after dividing b
 
 What the loader does, in order:
 
-1. reads the whole source (path, bytes or binary file object) into memory; a zero-byte file is refused;
+1. reads the whole source (path, bytes or binary file object) into memory, at most :data:`MAX_FILE_BYTES`;
+   a zero-byte file is refused, and so is a path that is not a regular file (a directory, a device such as
+   ``/dev/zero``, a FIFO or a socket), checked before anything is read so nothing can block or read forever;
 2. opens it with PIL, letting PIL try only :data:`IMAGE_FORMATS` (sniffed from the content, never from
    the extension, so ``photo.png`` holding a JPEG is fine and a text file called ``x.png`` is not);
 3. checks ``W * H`` against ``max_pixels`` and the sides' ratio against :data:`MAX_ASPECT` before any pixel
@@ -22,13 +24,16 @@ What the loader does, in order:
    comparable across images; wider integer ("I" outside [0, 65535]) and float ("F") images are scaled
    by their actual range, min -> 0 and max -> 255 (NaN -> 0).
 
-Every failure is a :class:`~frcnn.errors.FrcnnError` with one line that names the file.
+Every failure is a :class:`~frcnn.errors.FrcnnError` with one line that names the file, running out of
+memory while decoding included.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -40,6 +45,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from frcnn.errors import FrcnnError
 
 MAX_PIXELS: int = 40_000_000  # pixel cap: larger images are refused with a message that names the cap
+# bytes of one file a loader reads (an image or an annotation file): a 40 Mpx PNG of photo content is about
+# 60-90 MB, uploads are capped at 25 MB by the server; a larger file is refused before it is read
+MAX_FILE_BYTES: int = 100 * 2**20
 MAX_ASPECT: int = 50  # longer side / shorter side: thinner images are refused (a 1-px line is not a picture)
 IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # PIL format names, sniffed
 _FORMATS_TEXT = "PNG, JPEG, WebP, GIF, BMP, TIFF"  # IMAGE_FORMATS as users spell them, for messages
@@ -110,15 +118,18 @@ def load_image(source: Source, name: str | None = None, max_pixels: int = MAX_PI
             img.load()
             img, oriented = _exif_transpose(img)
             rgb, converted = _to_rgb(img)
+            array = np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
+            tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (3, H, W)
         except FrcnnError:
             raise
+        except MemoryError:
+            width, height = img.size
+            raise FrcnnError(f"{name}: out of memory decoding a {width}x{height} image") from None
         except Image.DecompressionBombError as e:
             raise _bomb_error(name, max_pixels) from e
         except Exception as e:  # noqa: BLE001 - PIL's decoders raise many types on malformed data
             raise FrcnnError(f"{name}: truncated or corrupt image data ({_reason(e)})") from e
     notes = notes + oriented + converted
-    array = np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
-    tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (3, H, W)
     return LoadedImage(tensor=tensor, name=name, notes=tuple(notes))
 
 
@@ -130,35 +141,88 @@ def image_to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def _read_bytes(
-    source: Source, name: str | None, default_name: str, allow_empty: bool = False
+    source: Source, name: str | None, default_name: str, allow_empty: bool = False,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> tuple[bytes, str]:
-    """The whole content of ``source`` and the name to use in messages; refuses missing (and empty) files."""
+    """The whole content of ``source`` (at most ``max_bytes``) and the name to use in messages.
+
+    Refuses missing files, paths that are not regular files, content over ``max_bytes`` (and empty content
+    unless ``allow_empty``); a file object is read with ``read(max_bytes + 1)``, never to its end.
+    """
     if isinstance(source, bytes | bytearray | memoryview):
         data, name = bytes(source), name or default_name
+        if len(data) > max_bytes:
+            raise _too_big(name, len(data), max_bytes)
     elif isinstance(source, str | os.PathLike):
         path = os.fspath(source)
-        if not os.path.exists(path):
-            raise FrcnnError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise FrcnnError(f"{path}: is a directory, not a file")
         name = name or os.path.basename(path)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise FrcnnError(f"{path}: cannot read ({e.strerror or e})") from e
+        data = _read_file(path, name, max_bytes)
     elif hasattr(source, "read"):
         name = name or os.path.basename(str(getattr(source, "name", "") or "")) or default_name
         try:
-            data = source.read()
+            data = source.read(max_bytes + 1)
         except OSError as e:
             raise FrcnnError(f"{name}: cannot read ({e.strerror or e})") from e
+        except MemoryError:
+            raise FrcnnError(f"{name}: out of memory reading it") from None
         data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if len(data) > max_bytes:
+            raise _too_big(name, None, max_bytes)
     else:
         raise TypeError(f"expected a path, bytes or a binary file object, got {type(source).__name__}")
     if not data and not allow_empty:
         raise FrcnnError(f"{name}: empty file (0 bytes)")
     return data, name
+
+
+def _read_file(path: str, name: str, max_bytes: int, follow_links: bool = True) -> bytes:
+    """At most ``max_bytes`` of the regular file ``path``; a directory, device, FIFO or socket is refused
+    before it is opened, and again on the opened descriptor (so a swap in between changes nothing).
+    With ``follow_links=False`` a symbolic link as the last component is refused too."""
+    try:
+        st = os.stat(path) if follow_links else os.lstat(path)
+    except FileNotFoundError:
+        raise FrcnnError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise FrcnnError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    _check_regular(path, st, max_bytes)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FrcnnError(f"{path}: a symbolic link, refused") from None
+        raise FrcnnError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            _check_regular(path, os.fstat(f.fileno()), max_bytes)
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise FrcnnError(f"{path}: cannot read ({e.strerror or e})") from None
+    except MemoryError:
+        raise FrcnnError(f"{path}: out of memory reading it") from None
+    if len(data) > max_bytes:  # it grew after the size check
+        raise _too_big(name, None, max_bytes)
+    return data
+
+
+def _check_regular(path: str, st: os.stat_result, max_bytes: int) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise FrcnnError(f"{path}: is a directory, not a file")
+    if stat.S_ISLNK(st.st_mode):
+        raise FrcnnError(f"{path}: a symbolic link, refused")
+    if not stat.S_ISREG(st.st_mode):
+        raise FrcnnError(f"{path}: not a regular file (a device, FIFO or socket), refused")
+    if st.st_size > max_bytes:
+        raise _too_big(path, st.st_size, max_bytes)
+
+
+def _too_big(name: str, size: int | None, max_bytes: int) -> FrcnnError:
+    what = f"{size} bytes is" if size is not None else "it is"
+    megabytes = f" ({max_bytes / 2**20:g} MB)" if max_bytes >= 2**20 else ""
+    return FrcnnError(f"{name}: {what} over the limit of {max_bytes} bytes{megabytes}")
 
 
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -167,6 +231,8 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
         img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as e:
         raise _bomb_error(name, max_pixels) from e
+    except MemoryError:
+        raise FrcnnError(f"{name}: out of memory reading the image header") from None
     except UnidentifiedImageError as e:
         raise FrcnnError(f"{name}: not an image (or a format that is not supported: {_FORMATS_TEXT})") from e
     except Exception as e:  # noqa: BLE001 - a plugin may fail on a malformed header in many ways
