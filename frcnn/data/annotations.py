@@ -15,7 +15,8 @@ Formats (sniffed from the content, else from the extension, or forced with ``fmt
 - ``yolo``: one ``class cx cy w h`` line a box, the four numbers divided by W or H; class k is named
   ``class_names[k + 1]`` when ``class_names`` is given (its index 0 is "__background__"), else
   ``f"class{k}"``. Blank lines and lines starting with "#" are skipped. An empty ``.txt`` file (or any
-  empty file read with ``fmt="yolo"``) is YOLO's "no objects"; an empty file in any other case is refused.
+  empty file read with ``fmt="yolo"``) is YOLO's "no objects", and so is one of only white space; an empty
+  file in any other case is refused.
 
 Labels: with ``class_names`` (index 0 "__background__"), a box whose name is ``class_names[i]``, i >= 1,
 gets label i. Names the model does not know (or every name, without ``class_names``) get labels past
@@ -99,6 +100,7 @@ def load_annotations(
     image_name: str | None = None,
     fmt: str | None = None,
     class_names: Sequence[str] | None = None,
+    name: str | None = None,
 ) -> GroundTruth:
     """Read the ground-truth boxes of one image from a COCO, VOC or YOLO file.
 
@@ -111,6 +113,9 @@ def load_annotations(
             named ``class_names[i]`` (i >= 1) gets label i; other names get ``len(class_names)``,
             ``len(class_names) + 1``, ... in sorted name order and are named in the report. Without
             ``class_names`` the labels are 1, 2, 3, ... by sorted unique name.
+        name: the file's name, used in every message and for the extension rule (an empty ``.txt`` file is
+            YOLO's "no objects"); by default a path's base name, a file object's ``name``, else
+            "annotations". Pass an upload's file name with its bytes.
 
     Returns:
         GroundTruth with ``boxes`` ``Tensor[G, 4]`` float32 (x1, y1, x2, y2) inside the image, ``labels``
@@ -120,14 +125,30 @@ def load_annotations(
         FrcnnError: missing, empty or malformed file, missing or wrongly typed fields, unknown format,
             more than :data:`MAX_BOXES` boxes. The message is one line starting with the file's name.
     """
-    data, name = _read_bytes(source, None, default_name="annotations", allow_empty=True)
+    data, name = _read_bytes(source, name, default_name="annotations", allow_empty=True)
+    try:
+        return _load(data, name, image_size, image_name, fmt, class_names)
+    except MemoryError:
+        raise FrcnnError(f"{name}: out of memory reading its boxes") from None
+
+
+def _load(
+    data: bytes,
+    name: str,
+    image_size: tuple[int, int],
+    image_name: str | None,
+    fmt: str | None,
+    class_names: Sequence[str] | None,
+) -> GroundTruth:
+    """:func:`load_annotations` on the file's bytes."""
     width, height = _check_size(image_size)
     if fmt is not None:
         fmt = _check_format(fmt)
-    if not data:  # YOLO writes an empty file for an image without objects; other formats never do
+    if not data.removeprefix(b"\xef\xbb\xbf").strip():  # empty, or only white space (and a BOM)
+        # YOLO writes an empty file for an image without objects; other formats never do
         if fmt == "yolo" or (fmt is None and os.path.splitext(name)[1].lower() == ".txt"):
             return GroundTruth.empty()
-        raise FrcnnError(f"{name}: empty file (0 bytes)")
+        raise FrcnnError(f"{name}: empty file ({'0 bytes' if not data else 'only white space'})")
     fmt = fmt or detect_format(_sniff_text(data), name)
     if fmt == "voc":
         parsed = _parse_voc(data, name, image_name, (width, height))
@@ -647,7 +668,15 @@ def load_coco_dataset_boxes(source: Source, name: str | None = None) -> DatasetB
     """Boxes and image sizes of a whole COCO file (``annotations.json``, or a zip holding one), for the anchor
     fit. Sizes come from the images' ``width``/``height``; crowd regions are skipped; boxes are cleaned as for
     one image. Bad files are refused with one line."""
-    data, name = _read_bytes(source, name, default_name="annotations.json")
+    data, name = _read_bytes(source, name, default_name="annotations.json", max_bytes=MAX_ZIP_JSON_BYTES)
+    try:
+        return _dataset_boxes(data, name)
+    except MemoryError:
+        raise FrcnnError(f"{name}: out of memory reading its boxes") from None
+
+
+def _dataset_boxes(data: bytes, name: str) -> DatasetBoxes:
+    """:func:`load_coco_dataset_boxes` on the file's bytes."""
     if data[:4] == b"PK\x03\x04":
         data, name = _json_from_zip(data, name)
     try:
