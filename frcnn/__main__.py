@@ -26,8 +26,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from frcnn.errors import FrcnnError
+from frcnn.errors import OUT_OF_MEMORY, FrcnnError, is_out_of_memory
 from frcnn.settings import parse_assignments
+
+MAX_SWEEP_VALUES = 100  # traces in one --sweep (each is written and dropped before the next)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +90,7 @@ def _summary(trace: Any) -> str:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from frcnn import budget
     from frcnn.data import load_annotations, load_image
     from frcnn.export import trace_to_dict
     from frcnn.models import load_model
@@ -105,7 +108,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
     runs = [settings]
     if sweep:
         (key, text), = sweep.items()
-        runs = [settings.replace({key: v}) for v in _sweep_values(text)]
+        values = _sweep_values(text)
+        if len(values) > MAX_SWEEP_VALUES:
+            raise FrcnnError(f"--sweep: {len(values)} values, at most {MAX_SWEEP_VALUES} in one run")
+        runs = [settings.replace({key: v}) for v in values]
     gt_boxes = gt_labels = None
     if args.gt:
         gt = load_annotations(args.gt, (image.width, image.height), image_name=Path(args.image).name,
@@ -113,15 +119,45 @@ def cmd_trace(args: argparse.Namespace) -> int:
         for line in gt.report:
             print(f"note: {args.gt}: {line}", file=sys.stderr)
         gt_boxes, gt_labels = gt.boxes, gt.labels
+    facts = budget.facts_of(detector)
+    for s in runs:  # every run within the work budget before the first one starts
+        budget.check(facts, s, (image.height, image.width), 0 if gt_boxes is None else len(gt_boxes))
     tracer = Tracer(detector)
-    traces = [tracer.run(image.tensor, s, gt_boxes, gt_labels) for s in runs]
-    if args.json:
-        data = [trace_to_dict(t) for t in traces]
-        _write_json(data if sweep else data[0], args.json)
-    if not args.json or args.json != "-":
-        for trace in traces:
-            print(_summary(trace))
+    with _json_list(args.json, many=bool(sweep)) as write:
+        for s in runs:  # one trace at a time: written, printed, dropped
+            trace = tracer.run(image.tensor, s, gt_boxes, gt_labels)
+            write(trace_to_dict(trace))
+            if args.json != "-":
+                print(_summary(trace))
     return 0
+
+
+@contextlib.contextmanager
+def _json_list(out: str | None, many: bool) -> Iterator[Any]:
+    """``write(record)`` for each trace: to ``out`` ("-": stdout) as one JSON object, or a list when ``many``;
+    records are written as they come, so a sweep holds one trace at a time. Without ``out``: nothing."""
+    if not out:
+        yield lambda record: None
+        return
+    try:
+        stream = sys.stdout if out == "-" else open(out, "w")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise FrcnnError(f"{out}: cannot write ({exc.strerror})") from None
+    count = 0
+
+    def write(record: Any) -> None:
+        nonlocal count
+        stream.write(("[" if count == 0 else ",") if many else "")
+        stream.write(json.dumps(record, separators=(",", ":")))
+        count += 1
+
+    try:
+        yield write
+        stream.write(("]" if count else "[]") if many else "")
+        stream.write("\n" if out == "-" else "")
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -348,6 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:  # torch's allocators raise RuntimeErrors
+        if not is_out_of_memory(exc):
+            raise
+        print(f"{parser.prog}: error: {OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

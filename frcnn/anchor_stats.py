@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
 
+from frcnn.stages._iou import best_column_per_row
 from frcnn.stages.anchors import Anchors
 
 # COCO's object size ranges on sqrt(area) of the ground-truth box, px: small < 32, medium < 96, large
@@ -121,8 +121,7 @@ def anchor_coverage(anchors: Tensor, gt_boxes: Tensor, usable: Tensor | None = N
     index = torch.arange(len(anchors)) if usable is None else usable.cpu().nonzero().squeeze(1)  # (U,)
     if len(index) == 0:
         return Coverage(torch.full((g,), -1, dtype=torch.int64), torch.zeros(g))
-    iou = box_iou(gt_boxes.float().cpu(), anchors.cpu()[index].float())  # (G, U)
-    best_iou, best = iou.max(dim=1)  # (G,), (G,)
+    best_iou, best = best_column_per_row(gt_boxes.float().cpu(), anchors.cpu()[index].float())  # (G,), (G,)
     return Coverage(index[best], best_iou)
 
 

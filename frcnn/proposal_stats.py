@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
 
+from frcnn.stages._iou import iou_chunks
 from frcnn.stages.proposals import NMSStep, nms_steps
 
 REDUCTIONS = ("max", "mean")  # how the k anchors of a location become one objectness
@@ -39,9 +39,12 @@ def first_hits(boxes: Tensor, gt_boxes: Tensor, iou_thresh: float) -> Tensor:
         return torch.zeros(0, dtype=torch.int64)
     if p == 0:
         return torch.zeros(g, dtype=torch.int64)
-    hit = box_iou(boxes.float().cpu(), gt_boxes.float().cpu()) >= iou_thresh  # (P, G)
-    first = hit.int().argmax(dim=0)  # first True per column (0 where none)
-    return torch.where(hit.any(dim=0), first, torch.full_like(first, p))
+    firsts = []
+    for _, iou in iou_chunks(gt_boxes.float().cpu(), boxes.float().cpu()):  # (g, P), a chunk of GT at a time
+        hit = iou >= iou_thresh
+        first = hit.int().argmax(dim=1)  # first True per GT box (0 where none)
+        firsts.append(torch.where(hit.any(dim=1), first, torch.full_like(first, p)))
+    return torch.cat(firsts)
 
 
 def recall_at(boxes: Tensor, gt_boxes: Tensor, thresholds: Sequence[float] = (0.5, 0.7)) -> dict[float, float]:

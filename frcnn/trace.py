@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from frcnn import budget
 from frcnn.models.registry import Detector
 from frcnn.settings import Settings
 from frcnn.stages import STAGES
@@ -250,6 +251,9 @@ class Tracer:
         ``gt_boxes`` (G, 4) in the image's pixels and ``gt_labels`` (G,) class indices of the model
         (optional) add anchor targets, RoI targets and the losses.
 
+        Before anything is computed the work is estimated and checked against the work budget
+        (:mod:`frcnn.budget`): past a cap :class:`~frcnn.budget.BudgetError` says which keys, how much, and the cap.
+
         ``head=False`` stops after the RPN (features, anchors, their targets, proposals): the RoI head's stages
         (RoI pooling, box head, detections, RoI targets, losses) are None. That is what the anchor and
         proposal pages show, so a proposal slider there does not pay for the box head on the new proposals.
@@ -259,6 +263,7 @@ class Tracer:
         dev = det.device
         has_gt = gt_boxes is not None
         gt_boxes = (gt_boxes if has_gt else torch.zeros(0, 4)).to(torch.float32).reshape(-1, 4)
+        budget.check(budget.facts_of(det), settings, (int(image.shape[-2]), int(image.shape[-1])), len(gt_boxes))
         if gt_labels is None:
             gt_labels = torch.ones(len(gt_boxes), dtype=torch.int64)
         gt_labels = gt_labels.to(torch.int64).reshape(-1)

@@ -9,8 +9,8 @@ of ``batch_size_per_image`` anchors, at most ``positive_fraction`` positive, is 
 Regression targets, with (x, y, w, h) the centre and size of the matched box and (xa, ya, wa, ha) the
 anchor's: tx = (x - xa) / wa, ty = (y - ya) / ha, tw = log(w / wa), th = log(h / ha).
 
-Built on torchvision: ``box_iou``, ``Matcher`` (its sentinels ``BELOW_LOW_THRESHOLD = -1`` and
-``BETWEEN_THRESHOLDS = -2``), ``BalancedPositiveNegativeSampler`` and ``BoxCoder``.
+Built on torchvision: ``box_iou`` (in chunks of GT boxes, :mod:`frcnn.stages._iou`), ``Matcher`` (its sentinels
+``BELOW_LOW_THRESHOLD = -1`` and ``BETWEEN_THRESHOLDS = -2``), ``BalancedPositiveNegativeSampler`` and ``BoxCoder``.
 
 Shapes: A anchors, G ground-truth boxes. Boxes are (x1, y1, x2, y2) in network-input pixels.
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder, Matcher
-from torchvision.ops import box_iou
 
 from frcnn.settings import RPNSettings
+from frcnn.stages._iou import iou_chunks
 from frcnn.stages._minibatch import sample_minibatch
 
 POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
@@ -43,20 +43,57 @@ class AnchorTargets:
     best_iou_per_gt: Tensor  # (G,)
 
 
-def _match(quality: Tensor, settings: RPNSettings) -> Tensor:
-    """torchvision's Matcher over the GT boxes that overlap some usable anchor.
+@dataclass(frozen=True)
+class _Matches:
+    matched: Tensor  # (A,) gt index, or BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
+    max_iou: Tensor  # (A,) best IoU with any GT box
+    matched_gt: Tensor  # (A,) its index
+    best_iou_per_gt: Tensor  # (G,) best quality (IoU, 0 for unusable anchors) of each GT box
+    best_anchor_per_gt: Tensor  # (G,)
 
-    A GT box with best quality 0 (it overlaps no usable anchor) is left out: under the low-quality rule
-    every anchor would tie as its "best" and turn positive.
+
+def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> _Matches:
+    """torchvision's Matcher, over the (G, A) IoUs computed a chunk of GT boxes at a time (memory bounded at
+    any G: the matrix itself is never held).
+
+    The matcher's rule needs, per anchor, the best quality over the GT boxes and its index, and per GT box its
+    best quality (the low-quality rule makes every anchor that reaches it positive); both reduce chunk by
+    chunk. Quality is the IoU, zero for anchors that cross the border when those are ignored. A GT box with
+    best quality 0 (it overlaps no usable anchor) is left out: under the low-quality rule every anchor would
+    tie as its "best" and turn positive. The thresholds are torchvision's own ``Matcher`` on the reduced
+    (1, A) row of best qualities.
     """
-    matcher = Matcher(settings.fg_iou_thresh, settings.bg_iou_thresh,
-                      allow_low_quality_matches=settings.allow_low_quality_matches)
-    usable = torch.where(quality.max(dim=1).values > 0)[0]  # (G',)
-    if usable.numel() == 0:
-        return torch.full((quality.shape[1],), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64,
-                          device=quality.device)
-    matched = matcher(quality[usable])  # (A,) indices into usable, or a sentinel
-    return torch.where(matched >= 0, usable[matched.clamp(min=0)], matched)
+    num_anchors, device = anchors.shape[0], anchors.device
+    mask = inside.to(anchors.dtype) if settings.ignore_cross_boundary else None
+    q_best = anchors.new_full((num_anchors,), -1.0)  # over usable GT boxes only
+    q_index = torch.zeros(num_anchors, dtype=torch.int64, device=device)
+    iou_best = anchors.new_full((num_anchors,), -1.0)
+    iou_index = torch.zeros(num_anchors, dtype=torch.int64, device=device)
+    is_best = torch.zeros(num_anchors, dtype=torch.bool, device=device)  # the best anchor of some GT box
+    per_gt = []
+    for start, iou in iou_chunks(gt_boxes, anchors):  # (g, A)
+        quality = iou * mask if mask is not None else iou
+        row_best, row_index = quality.max(dim=1)  # (g,)
+        per_gt.append((row_best, row_index))
+        usable = row_best > 0  # (g,)
+        is_best |= ((quality == row_best[:, None]) & usable[:, None]).any(dim=0)
+        value, at = torch.where(usable[:, None], quality, -1.0).max(dim=0)  # (A,)
+        better = value > q_best
+        q_best, q_index = torch.where(better, value, q_best), torch.where(better, at + start, q_index)
+        value, at = iou.max(dim=0)
+        better = value > iou_best
+        iou_best, iou_index = torch.where(better, value, iou_best), torch.where(better, at + start, iou_index)
+    best_iou_per_gt = torch.cat([b for b, _ in per_gt])
+    best_anchor_per_gt = torch.cat([i for _, i in per_gt])
+    if not bool((best_iou_per_gt > 0).any()):
+        matched = torch.full((num_anchors,), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64, device=device)
+    else:
+        thresholds = Matcher(settings.fg_iou_thresh, settings.bg_iou_thresh, allow_low_quality_matches=False)
+        matched = thresholds(q_best[None])  # (A,) 0, or a sentinel
+        matched = torch.where(matched >= 0, q_index, matched)
+        if settings.allow_low_quality_matches:
+            matched = torch.where(is_best, q_index, matched)
+    return _Matches(matched, iou_best, iou_index, best_iou_per_gt, best_anchor_per_gt)
 
 
 def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> AnchorTargets:
@@ -76,21 +113,18 @@ def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: 
         return AnchorTargets(labels, anchors.new_zeros(num_anchors), torch.full_like(labels, -1),
                              anchors.new_zeros(num_anchors, 4), pos, neg, empty, anchors.new_zeros(0))
 
-    iou = box_iou(gt_boxes, anchors)  # (G, A)
-    quality = iou * inside.to(iou.dtype) if settings.ignore_cross_boundary else iou
-    matched = _match(quality, settings)  # (A,) gt index, or BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
+    m = _match(anchors, inside, gt_boxes, settings)
+    matched, max_iou, matched_gt = m.matched, m.max_iou, m.matched_gt
     labels = torch.full((num_anchors,), IGNORED, dtype=torch.int64, device=device)
     labels[matched >= 0] = POSITIVE
     labels[matched == Matcher.BELOW_LOW_THRESHOLD] = NEGATIVE
     if settings.ignore_cross_boundary:
         labels[~inside] = IGNORED
 
-    max_iou, matched_gt = iou.max(dim=0)  # (A,), (A,)
-    best_iou_per_gt, best_anchor_per_gt = quality.max(dim=1)  # (G,), (G,)
     coder = BoxCoder(RPN_BOX_WEIGHTS)
     target_index = torch.where(matched >= 0, matched, matched_gt)  # the box each anchor regresses to
     regression_targets = coder.encode_single(gt_boxes[target_index], anchors)  # (A, 4)
     pos, neg = sample_minibatch(labels, settings.batch_size_per_image, settings.positive_fraction,
                                 settings.sample_seed)
     return AnchorTargets(labels, max_iou, target_index, regression_targets, pos, neg,
-                         best_anchor_per_gt, best_iou_per_gt)
+                         m.best_anchor_per_gt, m.best_iou_per_gt)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder, Matcher
-from torchvision.ops import box_iou
 
 from frcnn.settings import RoISettings
+from frcnn.stages._iou import best_row_per_column
 from frcnn.stages._minibatch import sample_minibatch
 
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # torchvision's Fast R-CNN target scaling
@@ -53,10 +53,9 @@ def roi_targets(proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, settings
         ious = candidates.new_zeros(len(candidates))
         matched = torch.full_like(labels, -1)
     else:
-        iou = box_iou(gt_boxes.to(candidates.dtype), candidates)  # (G, C)
-        ious, best = iou.max(dim=0)  # (C,), (C,)
+        ious, best = best_row_per_column(gt_boxes.to(candidates.dtype), candidates)  # (C,), (C,) in chunks
         matcher = Matcher(settings.fg_iou_thresh, settings.bg_iou_thresh_hi, allow_low_quality_matches=False)
-        matched_raw = matcher(iou)  # (C,)
+        matched_raw = matcher(ious[None])  # (C,): without low-quality matches it reads only each column's best
         labels = gt_labels.to(device)[best].clone()
         labels[matched_raw == Matcher.BELOW_LOW_THRESHOLD] = 0
         labels[matched_raw == Matcher.BETWEEN_THRESHOLDS] = IGNORED
