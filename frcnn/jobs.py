@@ -22,7 +22,7 @@ folders of every job the owner had. Queued jobs start in the order they came (FI
 
 Threads: a job's fields are written by its own thread (``records`` is appended to, never rewritten) and its
 state changes under its own lock; the queue's lists change under the queue's lock, which may take a job's
-lock, never the other way round.
+lock, never the other way round. At exit every running job is stopped after its step (``_stop_all``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import shutil
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,24 @@ ACTIVE = ("queued", "running")  # the states in which a job holds its owner's on
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+_LIVE: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started jobs, stopped at exit
+
+
+def _stop_all(timeout: float = 10.0) -> None:
+    """At exit: stop every running job and wait up to ``timeout`` seconds in all. A thread left inside
+    torch while the interpreter finalizes aborts the process ("terminate called without an active
+    exception")."""
+    jobs = [j for j in list(_LIVE) if j.running]
+    for job in jobs:
+        job.cancel("the process stopped")
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        job.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_stop_all)
 
 
 class TrainingJob:
@@ -105,6 +124,7 @@ class TrainingJob:
             if self.status != "queued":
                 return False
             self.status, self._started_at, self._from_step = "running", time.monotonic(), self.step
+            _LIVE.add(self)
             self._thread.start()
             return True
 
@@ -335,7 +355,7 @@ class JobQueue:
         return jobs
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop every job and wait up to ``timeout`` seconds in all (at exit: no job dies mid-step)."""
+        """Stop every job and wait up to ``timeout`` seconds in all."""
         with self._lock:
             jobs = [*self._waiting, *self._running]
         for job in jobs:
@@ -350,10 +370,9 @@ _SERVER_LOCK = threading.Lock()
 
 
 def server_queue() -> JobQueue:
-    """The queue of this process, with the bounds above; created on first use, its jobs stopped at exit."""
+    """The queue of this process, with the bounds above; created on first use."""
     global _SERVER_QUEUE
     with _SERVER_LOCK:
         if _SERVER_QUEUE is None:
             _SERVER_QUEUE = JobQueue()
-            atexit.register(_SERVER_QUEUE.shutdown)
         return _SERVER_QUEUE
