@@ -14,8 +14,8 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from app_pages._shared import Context, get_tracer, reset_widgets, set_settings, url_params
-from frcnn import FrcnnError, Settings
+from app_pages._shared import Context, get_tracer, plain, reset_widgets, set_settings, url_params
+from frcnn import FrcnnError, Settings, budget
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
 from frcnn.models import MODEL_NAMES
 from frcnn.settings import PAPER, flat_keys
@@ -46,15 +46,28 @@ def _read_url_once() -> None:
         return
     st.session_state["url_read"] = True
     params = st.query_params.to_dict()
-    if params.get("model") in MODEL_NAMES:
-        st.session_state["model"] = params["model"]
-    if params.get("sample") in SAMPLES:
-        st.session_state["sample"] = params["sample"]
-    wanted = {k: v for k, v in params.items() if k in set(flat_keys())}
-    unknown = [k for k in params if k not in URL_KEYS and k not in wanted]
+    for key, known in (("model", MODEL_NAMES), ("sample", SAMPLES)):
+        if key not in params:
+            continue
+        if params[key] in known:
+            st.session_state[key] = params[key]
+        else:
+            _url_message(f"The link's {key} {_cut(params[key])} is not one of this app's; using "
+                         f"{st.session_state.get(key, known[0])}")
+    keys = set(flat_keys())
+    wanted = {k: v for k, v in params.items() if k in keys}
+    unknown = sorted(k for k in params if k not in URL_KEYS and k not in keys)
     st.session_state["url_settings"] = wanted
     if unknown:
-        _url_message(f"Ignored unknown URL parameters: {', '.join(sorted(unknown))[:200]}")
+        shown = ", ".join(_cut(k, 30) for k in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        _url_message(f"Ignored {len(unknown)} unknown URL parameter{'s' * (len(unknown) > 1)}: {shown}{more}")
+
+
+def _cut(value: object, limit: int = 40) -> str:
+    """A value from outside, quoted and cut to ``limit`` characters, for a message."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _url_message(text: str) -> None:
@@ -125,11 +138,13 @@ def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torc
                 st.session_state.update(own_image=loaded, own_image_digest=digest, own_gt=None)
             except FrcnnError as exc:
                 st.session_state["own_image_digest"] = digest
-                st.error(f"{exc} (keeping the previous image)")
+                st.error(plain(f"{exc} (keeping the previous image)"))
     own = st.session_state.get("own_image") if image_file is not None else None
     if own is not None:
         image, name = own.tensor, own.name
         gt = st.session_state.get("own_gt")
+        if own.notes:  # what the loader converted (16-bit, CMYK, alpha, EXIF rotation, first frame ...)
+            st.sidebar.caption(plain(f"{own.name}: " + "; ".join(own.notes)))
     else:
         loaded, gt = _sample(sample, class_names)
         image, name = loaded.tensor, sample
@@ -144,12 +159,13 @@ def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torc
             st.session_state["ann_digest"] = digest
             try:
                 parsed = load_annotations(ann.getvalue(), (image.shape[-1], image.shape[-2]), image_name=name,
-                                          class_names=class_names)
+                                          class_names=class_names, name=ann.name)
+                _check_gt_budget(parsed.boxes, image, ann.name)
                 st.session_state.update(edited_gt=(parsed.boxes, parsed.labels), ann_report=parsed.report)
             except FrcnnError as exc:
-                st.error(f"{exc} (the ground truth is unchanged)")
+                st.error(plain(f"{exc} (the ground truth is unchanged)"))
     for line in st.session_state.get("ann_report", ()):
-        st.sidebar.caption(line)
+        st.sidebar.caption(plain(line))
     edited = st.session_state.get("edited_gt")
     if edited is not None:  # cleared to nothing: no ground truth (the pages say how to add some)
         return (image, name, edited[0], edited[1]) if len(edited[0]) else (image, name, None, None)
@@ -158,13 +174,28 @@ def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torc
     return image, name, gt.boxes, gt.labels
 
 
-def _settings_for(tracer) -> tuple[Settings, Settings]:
+def _check_gt_budget(boxes: torch.Tensor, image: torch.Tensor, file_name: str) -> None:
+    """Refuse ground truth that would take the work budget over its cap with the current settings (anchors x
+    boxes IoUs), saying how many boxes would fit."""
+    facts = budget.facts_of(tracer.detector)
+    current = st.session_state.get("settings", tracer.detector.defaults)
+    size = tuple(image.shape[-2:])
+    if not budget.fits(facts, current, size, len(boxes)):
+        most = budget.max_boxes(facts, current, size)
+        raise FrcnnError(f"{file_name}: {len(boxes):,} boxes are over the work budget with these settings "
+                         f"(at most {most:,} on this image: anchors x boxes IoUs are capped)")
+
+
+def _settings_for(tracer, image: torch.Tensor, gt_count: int) -> tuple[Settings, Settings]:
     defaults = tracer.detector.defaults
     if st.session_state.get("settings_model") != tracer.detector.key:
         base = defaults
+        facts, size = budget.facts_of(tracer.detector), tuple(image.shape[-2:])
         for key, value in st.session_state.pop("url_settings", {}).items():  # one at a time: keep the good ones
             try:
-                base = base.replace({key: value})
+                candidate = base.replace({key: value})
+                budget.check(facts, candidate, size, gt_count)
+                base = candidate
             except FrcnnError as exc:
                 _url_message(f"A setting from the URL was not applied: {exc}")
         set_settings(base)
@@ -192,14 +223,14 @@ tracer = _load_tracer(name, weights, device)
 for note in tracer.detector.notes:
     st.sidebar.caption(note)
 image, image_name, gt_boxes, gt_labels = _image_picker(tracer.detector.class_names)
-current, model_defaults = _settings_for(tracer)
+current, model_defaults = _settings_for(tracer, image, 0 if gt_boxes is None else len(gt_boxes))
 _reset_buttons(model_defaults)
 presentation = st.sidebar.toggle("Presentation mode", key="presentation", help="Larger fonts and figures.")
 if presentation:
     st.html("<style>html, body, [class*='st-'] {font-size: 1.25rem;} h1 {font-size: 3rem !important;}</style>")
 st.session_state["context"] = Context(tracer, image, image_name, gt_boxes, gt_labels, presentation)
 for message in st.session_state.pop("url_messages", []):
-    st.warning(message)
+    st.warning(plain(message))
 _write_url(st.session_state["settings"], model_defaults)
 
 # The folder is app_pages/, not pages/: Streamlit serves a pages/ folder as old-style pages until app.py has

@@ -14,6 +14,7 @@ and to the URL, figure display, explanations.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,10 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from frcnn import FrcnnError, Settings, Trace, Tracer, load_model
+from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
+from frcnn.errors import OUT_OF_MEMORY, is_out_of_memory
 from frcnn.export import trace_to_dict
+from frcnn.trace import StageCache
 from frcnn.viz.common import styled
 
 WIDGET_PREFIX = "set:"
@@ -47,17 +50,29 @@ class Context:
         return self.tracer.detector.class_names
 
 
-@st.cache_resource(show_spinner="Loading the model...")
+MAX_MODELS = 4  # models held at once by the server (the oldest out): each is 10-600 MB, plus its cache entries
+CACHE_BYTES = 1 << 30  # the stage cache every model shares, bounded by entries and bytes
+
+
+@st.cache_resource(show_spinner=False)
+def _stage_cache() -> StageCache:
+    """One stage cache for the server: its keys start with the model's key, so models never meet in it, and
+    its bound holds whatever number of models and weights files the sessions load."""
+    return StageCache(max_entries=256, max_bytes=CACHE_BYTES)
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=MAX_MODELS)
 def get_tracer(name: str, weights: str, device: str) -> Tracer:
-    """One tracer (model + stage cache) per (name, weights, device), shared by every session. A first use
-    of a torchvision model downloads its weights with a progress bar."""
+    """One tracer (model + the shared stage cache) per (name, weights, device), shared by every session; at
+    most :data:`MAX_MODELS` at once. A first use of a torchvision model downloads its weights with a progress
+    bar."""
     bar = st.empty()
 
     def progress(done: int, total: int) -> None:
         text = f"Downloading {name} weights: {done / 1e6:.0f} MB" + (f" of {total / 1e6:.0f} MB" if total else "")
         bar.progress(min(done / total, 1.0) if total else 0.0, text=text)
 
-    tracer = Tracer(load_model(name, weights, device, progress))
+    tracer = Tracer(load_model(name, weights, device, progress), _stage_cache())
     bar.empty()
     return tracer
 
@@ -83,10 +98,37 @@ def set_settings(new: Settings) -> None:
 def _on_widget_change(key: str, to_setting: Any) -> None:
     value = st.session_state[WIDGET_PREFIX + key]
     try:
-        set_settings(settings().replace({key: to_setting(value)}))
+        new = settings().replace({key: to_setting(value)})
+        check_budget(new)
+        set_settings(new)
     except FrcnnError as exc:
         st.session_state["settings_message"] = f"Not applied: {exc}"
         st.session_state[WIDGET_PREFIX + key] = _widget_value(settings().get(key))
+
+
+def check_budget(new: Settings, gt_count: int | None = None) -> None:
+    """Raise :class:`frcnn.budget.BudgetError` when ``new`` settings (or ``gt_count`` boxes) would take the
+    current image over the work budget; nothing is traced."""
+    ctx = st.session_state.get("context")
+    if ctx is None:
+        return
+    boxes = gt_count if gt_count is not None else (0 if ctx.gt_boxes is None else len(ctx.gt_boxes))
+    budget.check(budget.facts_of(ctx.tracer.detector), new, tuple(ctx.image.shape[-2:]), boxes)
+
+
+def _budget_range(key: str, lo: float, hi: float, step: float | None) -> tuple[float, float]:
+    """The slider's range cut to what the work budget allows with the other settings as they are."""
+    ctx = st.session_state.get("context")
+    if ctx is None or not isinstance(settings().get(key), int) or isinstance(settings().get(key), bool):
+        return lo, hi
+    gt = 0 if ctx.gt_boxes is None else len(ctx.gt_boxes)
+    a, b = budget.allowed_range(budget.facts_of(ctx.tracer.detector), settings(), tuple(ctx.image.shape[-2:]), gt,
+                                key, lo, hi)
+    if step and a > lo:  # keep the slider's grid: the first step at or above the budget's lowest value
+        a = lo + -(-(a - lo) // step) * step
+    if step and b < hi:
+        b = lo + ((b - lo) // step) * step
+    return (a, b) if a <= b else (lo, hi)
 
 
 def _widget_value(value: Any) -> Any:
@@ -105,6 +147,7 @@ def slider(key: str, label: str, min_value: float, max_value: float, step: float
     """A slider bound to the flat settings key ``key``; returns its current value."""
     current = settings().get(key)
     wkey = _bind(key)
+    min_value, max_value = _budget_range(key, min_value, max_value, step)
     if not min_value <= st.session_state[wkey] <= max_value:  # a URL value outside the slider's range
         min_value, max_value = min(min_value, current), max(max_value, current)
     kind = type(current)
@@ -151,7 +194,21 @@ def reset_widgets() -> None:
 def show_settings_message() -> None:
     message = st.session_state.pop("settings_message", None)
     if message:
-        st.warning(message)
+        st.warning(plain(message))
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")  # every character Markdown (or Streamlit) acts on
+MAX_ECHO = 300  # characters of a message with user text shown at most
+
+
+def plain(text: Any, limit: int = MAX_ECHO) -> str:
+    """``text`` (a message that holds what a user sent: a file name, a URL value, a class name) as literal text
+    for Streamlit's Markdown: every Markdown character escaped, so no link, image, HTML, colour or LaTeX is
+    made of it; cut to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 # ----------------------------------------------------------------------------------------------- tracing
@@ -160,9 +217,16 @@ def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace
     RPN's stages pass ``head=False`` (no RoI pooling, box head, detections or losses to wait for)."""
     ctx = context()
     s = with_settings or settings()
-    with st.spinner("Tracing..."):
-        trace = ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head)
-    return trace
+    try:
+        with st.spinner("Tracing..."):
+            return ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head)
+    except FrcnnError as exc:  # the work budget, or an image the settings cannot resize
+        st.error(plain(exc))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        st.error(OUT_OF_MEMORY)
+    st.stop()
 
 
 # ---------------------------------------------------------------------------------------------- display
@@ -196,5 +260,13 @@ def notes(trace: Trace) -> None:
 
 
 def download_trace(trace: Trace, key: str = "download_trace") -> None:
-    st.download_button("Download the trace (JSON)", json.dumps(trace_to_dict(trace)), file_name="trace.json",
-                       mime="application/json", key=key)
+    """A download of the whole trace as JSON, built when the button is pressed (it is about 17 MB for the
+    default model: building it on every rerun cost seconds)."""
+    def build() -> str:
+        try:
+            return json.dumps(trace_to_dict(trace))
+        except MemoryError:
+            return json.dumps({"error": OUT_OF_MEMORY})
+
+    st.download_button("Download the trace (JSON)", build, file_name="trace.json", mime="application/json",
+                       key=key, on_click="ignore")

@@ -4,7 +4,7 @@ k-means on the boxes' shapes suggests instead."""
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import context, explain, reset_widgets, set_settings, settings, show_figure
+from app_pages._shared import context, explain, plain, reset_widgets, set_settings, settings, show_figure
 from frcnn import FrcnnError
 from frcnn.anchor_fit import AnchorFit, dataset_items, fit_anchors, suggest_anchors
 from frcnn.data.annotations import load_coco_dataset_boxes
@@ -71,17 +71,17 @@ else:
     try:
         items, report = _uploaded(upload.getvalue(), upload.name)
     except FrcnnError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
     for line in report:
-        st.caption(line)
+        st.caption(plain(line))
     key = f"upload:{upload.file_id}"
 
 s = settings()
 try:
     fit = _fit(key, items, s)
 except FrcnnError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 a = s.anchors
 st.caption(f"Anchors from the current settings: sizes {', '.join(f'{v:g}' for v in a.sizes)}; ratios "
@@ -107,7 +107,7 @@ try:
     sizes, ratios = suggest_anchors(fit.shapes, num_sizes, num_ratios)
     suggested = _fit(key, items, s.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}))
 except FrcnnError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 st.caption(f"sizes {', '.join(f'{v:g}' for v in sizes)}; ratios {', '.join(f'{v:g}' for v in ratios)}")
 d = st.columns(3)

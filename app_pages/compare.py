@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages._shared import context, explain, run_trace, settings, show_figure
+from app_pages._shared import context, explain, plain, run_trace, settings, show_figure
 from frcnn import FrcnnError
 from frcnn.data.dataset import ShapesScenes
 from frcnn.data.shapes import CLASS_NAMES
@@ -37,7 +37,7 @@ try:
     changes = parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:")
     b = a.replace(changes)
 except FrcnnError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 diff = b.diff(a)
 if not diff:

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages._shared import context, download_trace, explain, notes, run_trace, show_figure
+from app_pages._shared import context, download_trace, explain, notes, plain, run_trace, show_figure
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
 
@@ -14,7 +14,7 @@ DRAW_FROM = 0.5  # detections drawn from this score (the detector keeps the pape
 ctx = context()
 st.title("Faster R-CNN, stage by stage")
 trace = run_trace()
-st.caption(f"Model **{trace.model}** ({trace.weights}) on **{trace.device}** · image **{ctx.image_name}** "
+st.caption(f"Model **{trace.model}** ({trace.weights}) on **{trace.device}** · image **{plain(ctx.image_name, 80)}** "
            f"{trace.image_size[1]}×{trace.image_size[0]} px → network input {trace.preprocess.image_size[1]}×"
            f"{trace.preprocess.image_size[0]} · {len(trace.gt_boxes)} ground-truth boxes")
 explain(

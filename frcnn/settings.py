@@ -26,6 +26,15 @@ from frcnn.errors import FrcnnError
 POOL_OPS = ("roi_pool", "roi_align")
 
 
+ECHO_CHARS = 40  # characters of a value from outside (a URL, --set) repeated in a message at most
+
+
+def shown(value: Any) -> str:
+    """``repr`` of a value from outside, cut to :data:`ECHO_CHARS` characters: a 100 KB URL value is not echoed."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "...'"
+
+
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise FrcnnError(f"{key}: {message}")
@@ -145,7 +154,7 @@ class RoISettings:
         _check_range(self.batch_size_per_image, "roi.batch_size_per_image", 1, 100_000)
         _check_range(self.positive_fraction, "roi.positive_fraction", 0.0, 1.0)
         _check_range(self.sample_seed, "roi.sample_seed", 0, 2**31 - 1)
-        _check(self.pool in POOL_OPS, "roi.pool", f"{self.pool!r} is not one of {', '.join(POOL_OPS)}")
+        _check(self.pool in POOL_OPS, "roi.pool", f"{shown(self.pool)} is not one of {', '.join(POOL_OPS)}")
         _check_range(self.output_size, "roi.output_size", 1, 32)
         _check_range(self.sampling_ratio, "roi.sampling_ratio", -1, 16)
         _check_range(self.score_thresh, "roi.score_thresh", 0.0, 1.0)
@@ -205,7 +214,7 @@ def _split_key(key: str) -> tuple[str, str]:
     section, _, name = str(key).partition(".")
     cls = _SECTION_TYPES.get(section)
     if cls is None or name not in {f.name for f in fields(cls)}:
-        raise FrcnnError(f"unknown setting {key!r} (keys look like rpn.nms_thresh; "
+        raise FrcnnError(f"unknown setting {shown(key)} (keys look like rpn.nms_thresh; "
                          "`python -m frcnn keys` lists them)")
     return section, name
 
@@ -223,7 +232,7 @@ def parse_assignments(items: Iterable[str], where: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise FrcnnError(f"{where} {item!r}: expected KEY=VALUE, e.g. rpn.nms_thresh=0.5")
+            raise FrcnnError(f"{where} {shown(item)}: expected KEY=VALUE, e.g. rpn.nms_thresh=0.5")
         out[key.strip()] = value.strip()
     return out
 
@@ -250,7 +259,8 @@ def parse_value(key: str, value: Any) -> Any:
         items = [i for i in items if i != ""]
         return tuple(_parse_float(i) for i in items)
     except (TypeError, ValueError) as exc:
-        raise FrcnnError(f"{key}: cannot read {value!r} ({exc})") from None
+        reason = str(exc) if len(str(exc)) <= 60 else type(exc).__name__
+        raise FrcnnError(f"{key}: cannot read {shown(value)} ({reason})") from None
 
 
 def _parse_bool(value: Any) -> bool:
