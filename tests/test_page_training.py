@@ -113,3 +113,37 @@ def test_the_reaper_waits_out_the_reconnect_window_and_clears_old_servers(tmp_pa
     (tmp_path / str(os.getpid())).mkdir()
     (tmp_path / "999999999").mkdir()  # no such process
     assert remove_stale(tmp_path) == [tmp_path / "999999999"] and (tmp_path / str(os.getpid())).is_dir()
+
+
+def test_a_refused_dataset_leaves_no_files():
+    at = _training_page()
+    at.radio(key="train_source").set_value("upload")
+    at.file_uploader(key="train_upload").set_value(("d.zip", b"not a zip", "application/zip"))
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("d.zip: not a readable zip" in e.value for e in at.error)
+    folder = process_root() / at.session_state["session_key"]
+    assert "training_job" not in at.session_state and not list(folder.glob("train-*"))  # its folder went
+
+
+def _writes_a_session_file():
+    import streamlit as st
+
+    from app_pages._sessions import session_file
+
+    st.write(str(session_file("weights-0123.pt", b"w")))
+    try:
+        session_file("../escape.pt", b"w")
+    except ValueError as exc:  # FrcnnError
+        st.write(str(exc))
+
+
+def test_session_files_live_in_the_session_folder_and_go_with_it():
+    at = AppTest.from_function(_writes_a_session_file).run()
+    assert not at.exception, at.exception
+    path, refused = Path(at.markdown[0].value), at.markdown[1].value
+    key = at.session_state["session_key"]
+    assert path == process_root() / key / "weights-0123.pt" and path.read_bytes() == b"w"
+    assert refused.startswith("not a plain file name") and not (process_root() / "escape.pt").exists()
+    end_session(key)
+    assert not path.parent.exists()
