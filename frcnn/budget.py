@@ -101,7 +101,8 @@ class WorkEstimate:
 def input_size(image_size: tuple[int, int], settings: Settings) -> tuple[int, int]:
     """The padded network input (H, W) for an image of ``image_size`` (H, W), as ``preprocess`` makes it."""
     factor = network_scale(image_size, settings.input)
-    return tuple(int(math.ceil(round(s * factor) / SIZE_DIVISIBLE) * SIZE_DIVISIBLE) for s in image_size)
+    # torchvision interpolates with the scale factor: floor(side * factor), then pads to a multiple of 32
+    return tuple(int(math.ceil(math.floor(s * factor) / SIZE_DIVISIBLE) * SIZE_DIVISIBLE) for s in image_size)
 
 
 def _grid(size: tuple[int, int], stride: int) -> int:

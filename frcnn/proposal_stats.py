@@ -39,12 +39,12 @@ def first_hits(boxes: Tensor, gt_boxes: Tensor, iou_thresh: float) -> Tensor:
         return torch.zeros(0, dtype=torch.int64)
     if p == 0:
         return torch.zeros(g, dtype=torch.int64)
-    firsts = []
-    for _, iou in iou_chunks(gt_boxes.float().cpu(), boxes.float().cpu()):  # (g, P), a chunk of GT at a time
+    firsts = torch.full((g,), p, dtype=torch.int64)
+    for start, iou in iou_chunks(gt_boxes.float().cpu(), boxes.float().cpu()):  # (g', P), a chunk of GT at a time
         hit = iou >= iou_thresh
         first = hit.int().argmax(dim=1)  # first True per GT box (0 where none)
-        firsts.append(torch.where(hit.any(dim=1), first, torch.full_like(first, p)))
-    return torch.cat(firsts)
+        firsts[start:start + len(first)] = torch.where(hit.any(dim=1), first, p)
+    return firsts
 
 
 def recall_at(boxes: Tensor, gt_boxes: Tensor, thresholds: Sequence[float] = (0.5, 0.7)) -> dict[float, float]:

@@ -41,11 +41,9 @@ def best_row_per_column(rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
 def best_column_per_row(rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
     """For each row box: the highest IoU with any column box and its index, ``(N,)`` and ``(N,)``. The same as
     ``box_iou(rows, cols).max(dim=1)``; needs at least one column."""
-    values, indices = [], []
-    for _, iou in iou_chunks(rows, cols):
-        v, i = iou.max(dim=1)
-        values.append(v)
-        indices.append(i)
-    if not values:
-        return rows.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=rows.device)
-    return torch.cat(values), torch.cat(indices)
+    values = rows.new_zeros(len(rows))
+    indices = torch.zeros(len(rows), dtype=torch.int64, device=rows.device)
+    for start, iou in iou_chunks(rows, cols):  # written in place: small tensors kept between the chunks'
+        v, i = iou.max(dim=1)                  # large ones would pin the heap
+        values[start:start + len(v)], indices[start:start + len(v)] = v, i
+    return values, indices

@@ -70,11 +70,15 @@ def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSetti
     iou_best = anchors.new_full((num_anchors,), -1.0)
     iou_index = torch.zeros(num_anchors, dtype=torch.int64, device=device)
     is_best = torch.zeros(num_anchors, dtype=torch.bool, device=device)  # the best anchor of some GT box
-    per_gt = []
+    # written in place: small tensors kept between the chunks' large ones would pin the heap (RSS grew by a
+    # chunk per chunk when they were appended to a list)
+    best_iou_per_gt = anchors.new_zeros(len(gt_boxes))  # (G,)
+    best_anchor_per_gt = torch.zeros(len(gt_boxes), dtype=torch.int64, device=device)
     for start, iou in iou_chunks(gt_boxes, anchors):  # (g, A)
         quality = iou * mask if mask is not None else iou
         row_best, row_index = quality.max(dim=1)  # (g,)
-        per_gt.append((row_best, row_index))
+        best_iou_per_gt[start:start + len(row_best)] = row_best
+        best_anchor_per_gt[start:start + len(row_best)] = row_index
         usable = row_best > 0  # (g,)
         is_best |= ((quality == row_best[:, None]) & usable[:, None]).any(dim=0)
         value, at = torch.where(usable[:, None], quality, -1.0).max(dim=0)  # (A,)
@@ -83,8 +87,6 @@ def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSetti
         value, at = iou.max(dim=0)
         better = value > iou_best
         iou_best, iou_index = torch.where(better, value, iou_best), torch.where(better, at + start, iou_index)
-    best_iou_per_gt = torch.cat([b for b, _ in per_gt])
-    best_anchor_per_gt = torch.cat([i for _, i in per_gt])
     if not bool((best_iou_per_gt > 0).any()):
         matched = torch.full((num_anchors,), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64, device=device)
     else:
