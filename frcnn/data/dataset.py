@@ -129,9 +129,9 @@ def _read_coco_json(ann: Path) -> Any:
     try:
         return json.loads(_decode(data, name))
     except json.JSONDecodeError as e:
-        raise FrcnnError(f"{name}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        raise FrcnnError(f"{name}: not a readable COCO file (not valid JSON, line {e.lineno}: {e.msg})") from None
     except RecursionError:
-        raise FrcnnError(f"{name}: not valid JSON (nested too deeply)") from None
+        raise FrcnnError(f"{name}: not a readable COCO file (JSON nested too deeply)") from None
     except MemoryError:
         raise FrcnnError(f"{name}: out of memory reading it") from None
 
