@@ -94,7 +94,8 @@ def check_weights_size(path: str | os.PathLike, max_bytes: int = MAX_WEIGHTS_BYT
     cannot be true (see the module docstring)."""
     size = os.path.getsize(path)
     if size > max_bytes:
-        raise FrcnnError(f"{path}: {size} bytes is over the limit of {_mb(max_bytes)} for a weights file")
+        raise FrcnnError(f"{path}: {size} bytes is over the limit of {max_bytes} bytes ({_mb(max_bytes)}) for a "
+                         "weights file")
     try:
         with zipfile.ZipFile(path) as z:
             records = z.infolist()
@@ -125,6 +126,9 @@ def check_weights_size(path: str | os.PathLike, max_bytes: int = MAX_WEIGHTS_BYT
 
 
 def _mb(n: int) -> str:
+    """``n`` bytes for people: "4.0 KB", "1.5 MB", "600 MB"."""
+    if n < 2**20:
+        return f"{n / 2**10:.1f} KB"
     return f"{n / 2**20:.1f} MB" if n < 10 * 2**20 else f"{n >> 20} MB"
 
 
