@@ -177,9 +177,9 @@ def _check_coco(doc: Any, name: str) -> tuple[list[int], tuple[str, ...], dict[i
         if image_id in boxes_of:
             boxes_of[image_id] += 1
             _check_count(boxes_of[image_id], f"{name}: image id {image_id}")
-    ordered = sorted(categories)
-    return sorted(boxes_of), ("__background__", *(categories[c] for c in ordered)), \
-        {c: k + 1 for k, c in enumerate(ordered)}
+    ordered = sorted(categories)  # labels follow the category ids' order, 0 is the background
+    class_names = ("__background__", *(categories[c] for c in ordered))
+    return sorted(boxes_of), class_names, {c: k + 1 for k, c in enumerate(ordered)}
 
 
 def _file_name_problem(file_name: str) -> str | None:
