@@ -8,16 +8,17 @@ settings back into the URL, then run the chosen page. Pages only read the contex
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 import torch
 
+from app_pages._sessions import session_file, session_key
 from app_pages._shared import Context, get_tracer, plain, reset_widgets, set_settings, url_params
 from frcnn import FrcnnError, Settings, budget
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
 from frcnn.models import MODEL_NAMES
+from frcnn.models.checkpoint import check_weights_size
 from frcnn.settings import PAPER, flat_keys
 
 st.set_page_config(page_title="Faster R-CNN, stage by stage", page_icon=":mag:", layout="wide")
@@ -38,6 +39,7 @@ PAGES = [
 HERE = Path(__file__).parent
 SAMPLES = [s.name for s in sorted(list_samples(), key=lambda s: s.kind != "synthetic")]  # scenes first
 URL_KEYS = ("model", "sample", "device")
+UPLOAD_WEIGHTS_BYTES = 64 << 20  # uncompressed records of an uploaded weights file (the upload itself: 25 MB)
 
 
 def _read_url_once() -> None:
@@ -101,10 +103,13 @@ def _model_picker() -> tuple[str, str, str]:
             st.sidebar.caption(f"Weights: {label}, trained on the Training page")
     if weights_file is not None:
         data = weights_file.getvalue()
-        path = Path(tempfile.gettempdir()) / f"frcnn-{hashlib.sha1(data).hexdigest()[:16]}.pt"
-        if not path.exists():
-            path.write_bytes(data)
-        weights = str(path)
+        path = session_file(f"weights-{hashlib.sha1(data).hexdigest()[:16]}.pt", data)  # goes with the session
+        try:  # a record that inflates far past the upload is refused before torch.load reads it
+            check_weights_size(path, UPLOAD_WEIGHTS_BYTES)
+            weights = str(path)
+        except FrcnnError as exc:
+            path.unlink(missing_ok=True)
+            st.sidebar.error(plain(f"{weights_file.name}: {exc}"))
     return name, weights, device
 
 
@@ -217,6 +222,7 @@ def _reset_buttons(defaults: Settings) -> None:
         reset_widgets()
 
 
+session_key()  # this session's folder and the server's reaper (ends jobs and files of sessions that went)
 _read_url_once()
 name, weights, device = _model_picker()
 tracer = _load_tracer(name, weights, device)

@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from app_pages._sessions import is_session_alive, session_key
 from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
 from frcnn.errors import OUT_OF_MEMORY, is_out_of_memory
 from frcnn.export import trace_to_dict
@@ -217,9 +218,11 @@ def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace
     RPN's stages pass ``head=False`` (no RoI pooling, box head, detections or losses to wait for)."""
     ctx = context()
     s = with_settings or settings()
+    key = session_key()
     try:
         with st.spinner("Tracing..."):
-            return ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head)
+            return ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head,
+                                  should_stop=lambda: not is_session_alive(key))  # a closed tab's trace stops
     except FrcnnError as exc:  # the work budget, or an image the settings cannot resize
         st.error(plain(exc))
     except (MemoryError, RuntimeError) as exc:

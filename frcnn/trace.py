@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from frcnn import budget
+from frcnn.errors import FrcnnError
 from frcnn.models.registry import Detector
 from frcnn.settings import Settings
 from frcnn.stages import STAGES
@@ -222,6 +223,10 @@ class Trace:
 
 
 # ---------------------------------------------------------------------------------------------- tracer
+class TraceCancelled(FrcnnError):
+    """The caller's ``should_stop`` said stop (its browser session went away)."""
+
+
 def _digest(*tensors: Tensor) -> str:
     h = hashlib.sha1()
     for t in tensors:
@@ -245,11 +250,15 @@ class Tracer:
         gt_boxes: Tensor | None = None,
         gt_labels: Tensor | None = None,
         head: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Trace:
         """Trace ``image`` (3, H, W) uint8 RGB with ``settings`` (default: the model's own).
 
         ``gt_boxes`` (G, 4) in the image's pixels and ``gt_labels`` (G,) class indices of the model
         (optional) add anchor targets, RoI targets and the losses.
+
+        ``should_stop`` is asked before each stage that is not in the cache; when it says True the trace ends with
+        :class:`TraceCancelled` (the app passes "this browser session has gone", so a closed tab's trace stops).
 
         Before anything is computed the work is estimated and checked against the work budget
         (:mod:`frcnn.budget`): past a cap :class:`~frcnn.budget.BudgetError` says which keys, how much, and the cap.
@@ -268,7 +277,7 @@ class Tracer:
             gt_labels = torch.ones(len(gt_boxes), dtype=torch.int64)
         gt_labels = gt_labels.to(torch.int64).reshape(-1)
         # keyed where the caller's tensors are (the CPU, from the image loader), then moved to the device once
-        run = _Run(self, settings, {"image": _digest(image), "gt": _digest(gt_boxes, gt_labels)})
+        run = _Run(self, settings, {"image": _digest(image), "gt": _digest(gt_boxes, gt_labels)}, should_stop)
         image, gt_boxes, gt_labels = image.to(dev), gt_boxes.to(dev), gt_labels.to(dev)
         notes: list[str] = []
 
@@ -430,8 +439,10 @@ class Tracer:
 class _Run:
     """One call of :meth:`Tracer.run`: stage keys, cache look-ups, timings."""
 
-    def __init__(self, tracer: Tracer, settings: Settings, keys: dict[str, str]) -> None:
+    def __init__(self, tracer: Tracer, settings: Settings, keys: dict[str, str],
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.tracer, self.settings, self.keys = tracer, settings, dict(keys)
+        self.should_stop = should_stop
         self.timings: dict[str, float] = {}
         self.cached: list[str] = []
 
@@ -453,6 +464,8 @@ class _Run:
             if result_key is not None:
                 self.keys[name] = result_key(value)
             return value
+        if self.should_stop is not None and self.should_stop():
+            raise TraceCancelled(f"trace cancelled before {name}")
         device = self.tracer.detector.device
         start = time.perf_counter()
         value = compute()
