@@ -199,17 +199,19 @@ def show_settings_message() -> None:
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")  # every character Markdown (or Streamlit) acts on
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|www|@)")  # GitHub Markdown links these even when escaped
 MAX_ECHO = 300  # characters of a message with user text shown at most
 
 
 def plain(text: Any, limit: int = MAX_ECHO) -> str:
     """``text`` (a message that holds what a user sent: a file name, a URL value, a class name) as literal text
     for Streamlit's Markdown: every Markdown character escaped, so no link, image, HTML, colour or LaTeX is
-    made of it; cut to ``limit`` characters."""
+    made of it (a zero-width space after "http", "www" and "@" stops the bare-address links); cut to ``limit``
+    characters."""
     text = " ".join(str(text).split())
     if len(text) > limit:
         text = text[:limit] + "..."
-    return _MARKDOWN.sub(r"\\\1", text)
+    return _AUTOLINK.sub("\\1\u200b", _MARKDOWN.sub(r"\\\1", text))
 
 
 # ----------------------------------------------------------------------------------------------- tracing

@@ -48,12 +48,14 @@ def test_each_crafted_link_is_refused_by_the_budget_and_memory_stays_bounded():
 
 
 def test_user_text_is_shown_as_text_and_cut():
-    evil = "[click](http://evil.example/) ![x](http://evil.example/i.png) <a href='http://evil.example/'>a</a>"
-    at = _app({evil: "1", "rpn.nms_thresh": "x" * 100_000, "model": "<b>bold</b>", "sample": ":red[no]"})
+    evil = "[click](http://evil.example/) ![x](http://evil.example/i.png) <a href='http://evil.example/'>a</a> " \
+           "http://evil.example/ www.evil.example me@evil.example"
+    at = _app({evil: "1", "rpn.nms_thresh": "x" * 100_000, "model": "<b>bold</b> :red[no]", "sample": "me@evil.example www.evil.example"})
     assert not at.exception
     shown = " ".join(_warnings(at))
     assert "](http" not in shown and "<a " not in shown and "<b>" not in shown and ":red[" not in shown
-    assert r"\]\(http" in shown  # escaped, so the Markdown shows the characters
+    assert "\\]\\(http\u200b" in shown  # escaped, so the Markdown shows the characters
+    assert "http://" not in shown and "www." not in shown and "@evil" not in shown  # no bare-address links
     assert len(shown) < 1500  # the 100 KB value is not echoed
     assert "model" in shown and "sample" in shown  # a bad model or sample says so
 
