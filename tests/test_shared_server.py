@@ -50,7 +50,8 @@ def test_each_crafted_link_is_refused_by_the_budget_and_memory_stays_bounded():
 def test_user_text_is_shown_as_text_and_cut():
     evil = "[click](http://evil.example/) ![x](http://evil.example/i.png) <a href='http://evil.example/'>a</a> " \
            "http://evil.example/ www.evil.example me@evil.example"
-    at = _app({evil: "1", "rpn.nms_thresh": "x" * 100_000, "model": "<b>bold</b> :red[no]", "sample": "me@evil.example www.evil.example"})
+    at = _app({evil: "1", "rpn.nms_thresh": "x" * 100_000, "model": "<b>bold</b> :red[no]",
+               "sample": "me@evil.example www.evil.example"})
     assert not at.exception
     shown = " ".join(_warnings(at))
     assert "](http" not in shown and "<a " not in shown and "<b>" not in shown and ":red[" not in shown
