@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
+
+from frcnn.stages._iou import iou_chunks
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,10 @@ def match_detections(boxes: Tensor, scores: Tensor, labels: Tensor, gt_boxes: Te
     best_iou = torch.zeros(d)
     taken = torch.zeros(g, dtype=torch.bool)
     if d and g:
-        iou = box_iou(boxes.cpu().float(), gt_boxes.cpu().float())  # (D, G)
-        same = labels.cpu()[:, None] == gt_labels.cpu()[None, :]
-        iou = torch.where(same, iou, torch.zeros_like(iou))
+        iou = torch.empty(d, g)  # (D, G), filled a chunk at a time: box_iou's intermediates stay bounded
+        for start, rows in iou_chunks(boxes.cpu().float(), gt_boxes.cpu().float()):
+            same = labels.cpu()[start:start + len(rows), None] == gt_labels.cpu()[None, :]
+            iou[start:start + len(rows)] = torch.where(same, rows, 0.0)
         best_iou = iou.max(dim=1).values
         for i in torch.argsort(scores.cpu(), descending=True).tolist():  # greedy: order matters
             candidates = torch.where(~taken, iou[i], torch.full_like(iou[i], -1.0))

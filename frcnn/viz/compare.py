@@ -7,8 +7,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
 
+from frcnn.stages._iou import iou_chunks
 from frcnn.sweeps import Sweep
 from frcnn.trace import Trace
 from frcnn.viz.common import add_boxes, image_figure
@@ -22,10 +22,13 @@ def only_in(boxes: Tensor, labels: Tensor | None, other: Tensor, other_labels: T
     """(N,) bool: the boxes with no box of the same label in ``other`` at IoU >= ``same_iou``."""
     if len(boxes) == 0 or len(other) == 0:
         return torch.ones(len(boxes), dtype=torch.bool)
-    iou = box_iou(boxes.float().cpu(), other.float().cpu())  # (N, M)
-    if labels is not None and other_labels is not None:
-        iou = torch.where(labels.cpu()[:, None] == other_labels.cpu()[None, :], iou, torch.zeros_like(iou))
-    return iou.max(dim=1).values < same_iou
+    best = torch.zeros(len(boxes))
+    for start, iou in iou_chunks(boxes.float().cpu(), other.float().cpu()):  # (n, M), memory bounded at any N
+        if labels is not None and other_labels is not None:
+            same = labels.cpu()[start:start + len(iou), None] == other_labels.cpu()[None, :]
+            iou = torch.where(same, iou, 0.0)
+        best[start:start + len(iou)] = iou.max(dim=1).values
+    return best < same_iou
 
 
 def what_boxes(trace: Trace, stage: str) -> tuple[Tensor, Tensor | None, Tensor]:
