@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages._sessions import session_dir, session_key
-from app_pages._shared import context, explain, settings, show_figure
+from app_pages._shared import context, explain, plain, settings, show_figure
 from frcnn import FrcnnError
 from frcnn.data.dataset import CocoFolder, ShapesScenes, extract_coco_zip, split_held_out
 from frcnn.jobs import TrainingJob, server_queue
@@ -117,7 +117,7 @@ if start and not busy:
                                                   use_session)
         st.rerun()
     except FrcnnError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 
 
 def live() -> None:
@@ -137,7 +137,7 @@ def live() -> None:
     if job.note:
         st.info(job.note)
     if job.error:
-        st.error(job.error)
+        st.error(plain(job.error))
     show_figure(_curves(job), key="train_curves", filename="training")
     evals = [r for r in list(job.records) if "map_50" in r]
     if evals:
@@ -155,7 +155,7 @@ def live() -> None:
             st.session_state["training_job"] = job.resume()
             st.rerun()
         except FrcnnError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
     if not job.active and job.out.is_file() and job.status in ("done", "stopped"):
         label = f"{job.out.name} (step {step})"
         trained = st.session_state.setdefault("trained_models", {})

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages._sessions import Reaper, end_session, process_root, remove_stale
+from app_pages._shared import plain  # user text is shown escaped
 from frcnn.jobs import JobQueue, TrainingJob, server_queue
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -121,7 +122,7 @@ def test_a_refused_dataset_leaves_no_files():
     at.file_uploader(key="train_upload").set_value(("d.zip", b"not a zip", "application/zip"))
     at.button[0].click().run()
     assert not at.exception, at.exception
-    assert any("d.zip: not a readable zip" in e.value for e in at.error)
+    assert any(plain("d.zip: not a readable zip") in e.value for e in at.error)
     folder = process_root() / at.session_state["session_key"]
     assert "training_job" not in at.session_state and not list(folder.glob("train-*"))  # its folder went
 
