@@ -14,7 +14,9 @@
 4. with ``--browser``: slider -> updated figure in headless chromium (the browser test
    ``tests/e2e/test_browser.py::test_slider_moves_update_the_figures_and_the_url``, which writes
    ``docs/browser_latency.json``);
-5. the same trace tables on CUDA when a GPU is there.
+5. the same trace tables on CUDA when a GPU is there;
+6. a "Load test" section from ``load_test.json`` in the same folder, when there is one (written by
+   ``benchmarks/load_test.py``, run on its own: 30 sessions on one server for 5 minutes).
 
 Every figure is a median of ``--repeat`` runs after a warm-up; ratios come from the same run. Offline, the
 COCO models run with random weights: the times are the same (the architecture is what costs).
@@ -93,7 +95,7 @@ def _check_tutorial(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _markdown(result: dict) -> str:
+def _markdown(result: dict, load_test: Path | None = None) -> str:
     lines = ["# Benchmarks", "",
              f"Measured by `python benchmarks/run.py{' --browser' if result.get('browser') else ''}` on "
              f"{result['date']}, on: {result['machine']}. Medians of {result['repeat']} runs after a warm-up; "
@@ -129,9 +131,68 @@ def _markdown(result: dict) -> str:
                   "| slider | median (ms) |", "| --- | ---: |"]
         for k, v in result["browser"].items():
             lines.append(f"| {k} | {v['median_ms']:.0f} |")
+    if load_test is not None and load_test.exists():
+        lines += _load_test_markdown(json.loads(load_test.read_text()))
     if result.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def _load_test_markdown(r: dict) -> list[str]:
+    """The "Load test" section, from ``load_test.json`` (written by ``benchmarks/load_test.py``)."""
+    s, f, e = r["settle_ms"], r["script_finished_ms"], r["errors"]
+    think = f"{r['think_s'][0]:g}-{r['think_s'][1]:g}"
+    bold = "**" if r["errors_total"] else ""
+    lines = ["", f"## Load test: {r['sessions']} sessions for {r['seconds']:g} s"
+                 + (" (a short trial, not the full test)" if r.get("trial") else ""), "",
+             f"Measured by `{r['command']}` on {r['date']}, on: {r['machine']}. One streamlit server on 127.0.0.1 "
+             f"(no file watcher), warmed up by one tab visiting every page once; then {r['sessions']} sessions start "
+             f"over {r['ramp_s']:g} s, each on one page (Start, Backbone, Anchors, Anchor targets, RPN proposals, "
+             "RoI, Detections in turn), moving one slider a step (a random walk within "
+             f"{r['walk_steps']} steps of its start), waiting for the answer, thinking {think} s, and moving again. "
+             f"{r['browser_sessions']} of them are browser contexts in one headless chromium, pressing the arrow "
+             f"key on the slider's thumb; the other {r['protocol_sessions']} speak streamlit's websocket protocol "
+             "(the rerun message a browser sends), because a chromium page per session (about 1.7 s of browser "
+             "CPU a move, see the notes) would swamp 2 cores and time the browsers instead of the server.", "",
+             "Timed: **settled page** (browser sessions): from the key press to the page's last DOM change once it "
+             "has settled (the script run finished, no running indicator, no request in flight, and for "
+             f"{r['quiet_ms']:g} ms no DOM mutation, long task or request; the quiet window is not counted). "
+             "**Script finished** (every session): from the key press or the rerun message to the server's "
+             "script-finished message at the client. Chromium shares the 2 cores with the server, so the settled "
+             "page is slower than in a class whose browsers run on their own machines.", "",
+             "| sessions | moves | errors | server RSS peak | RSS final | settled median | settled p95 | settled "
+             "max | finished median | finished p95 |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+             f"| {r['sessions']} | {r['moves']} | {bold}{r['errors_total']}{bold} | {r['rss_mb']['peak']} MB | "
+             f"{r['rss_mb']['final']} MB | {_ms(s['median'])} ms | {_ms(s['p95'])} ms | {_ms(s['max'])} ms | "
+             f"{_ms(f['median'])} ms | {_ms(f['p95'])} ms |", "",
+             "Errors by kind: " + ", ".join(f"{k} {v}" for k, v in e.items()) + f". Moves: {r['moves']} "
+             f"({r['browser_moves']} in the browser), {r['moves_per_minute']:g} a minute. CPU during the run "
+             f"(100% = one core): server {r['server_cpu_pct']}%, chromium {r['browser']['cpu_pct']}%, the "
+             f"load test's own process {r['driver_cpu_pct']}%; mean 1-min load {r['load1_mean']}. Server RSS at "
+             f"the start {r['rss_mb']['start']} MB; chromium's memory peak {r['browser']['pss_peak_mb']} MB (PSS). "
+             f"Opening a page in a new browser context: median {_ms(r['open_ms']['median'])} ms, p95 "
+             f"{_ms(r['open_ms']['p95'])} ms" + (f"; {r['opens_with_late_sliders']} of them drew their sliders "
+                                                 "after the page had settled by these rules (waited for)"
+                                                 if r.get("opens_with_late_sliders") else "") + ".", ""]
+    if "settle_ms_steady" in r:
+        ss, fs = r["settle_ms_steady"], r["script_finished_ms_steady"]
+        lines += [f"Steady state, the moves begun after the last page had opened ({r['steady_from_s']:g} s into the "
+                  f"run): settled page median {_ms(ss['median'])} ms, p95 {_ms(ss['p95'])} ms ({ss['n']} moves); "
+                  f"script finished median {_ms(fs['median'])} ms, p95 {_ms(fs['p95'])} ms ({fs['n']} moves).", ""]
+    lines += ["| page | sessions (browser) | slider | moves | settled median (ms) | settled p95 (ms) | "
+              "finished median (ms) | finished p95 (ms) |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, p in r["per_page"].items():
+        ps, pf = p["settle_ms"], p["script_finished_ms"]
+        lines.append(f"| {name} | {p['sessions']} ({p['browser_sessions']}) | {p['slider'] or '-'} | {pf['n']} | "
+                     f"{_ms(ps['median'])} | {_ms(ps['p95'])} | {_ms(pf['median'])} | {_ms(pf['p95'])} |")
+    if r.get("error_examples"):
+        lines += ["", "First errors:", ""] + [f"- `{x[:200]}`" for x in r["error_examples"][:10]]
+    return lines
 
 
 def main() -> None:
@@ -183,7 +244,7 @@ def main() -> None:
 def _write(out: Path, result: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(result, indent=1))
-    (out / "benchmarks.md").write_text(_markdown(result))
+    (out / "benchmarks.md").write_text(_markdown(result, out / "load_test.json"))
     print(f"\nwrote {out / 'benchmarks.json'} and {out / 'benchmarks.md'}")
 
 
