@@ -850,6 +850,10 @@ def main() -> None:
             stop_server(server)
             print(f"streamlit PID {server.pid} ended (exit {server.returncode})", flush=True)
     result = summarize(run, sampler, timing, log_text)
+    if result["errors"]["server_traceback"] or result["errors"]["server_crash"]:
+        print(f"the server's log is kept: {log_path}")
+    else:
+        log_path.unlink(missing_ok=True)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
