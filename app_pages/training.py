@@ -161,8 +161,8 @@ def live() -> None:
         trained = st.session_state.setdefault("trained_models", {})
         trained[label] = (job.model, str(job.out))
         b2.success(f"Pick **{label}** in the sidebar under *Trained in this session* to use it on every page.")
-        b3.download_button("Download the checkpoint", job.out.read_bytes(), file_name=job.out.name,
-                           key="train_download")
+        b3.download_button("Download the checkpoint", job.out.read_bytes, file_name=job.out.name,  # read when pressed
+                           key="train_download", on_click="ignore")
     if not job.active and st.session_state.get("train_was_active"):
         st.session_state["train_was_active"] = False
         st.rerun()  # the whole page: the form's button comes back
