@@ -199,8 +199,8 @@ class Trace:
     anchor_targets: AnchorTargets | None = None  # None without ground truth
     roi_targets: RoITargets | None = None
     losses: Losses | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    cached: tuple[str, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)  # a cached stage's: its time when computed
+    cached: tuple[str, ...] = ()  # the stages found in the cache
     notes: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
@@ -454,13 +454,16 @@ class _Run:
     def stage(self, name: str, compute: Callable[[], Any], result_key: Callable[[Any], str] | None = None) -> Any:
         """Look the stage up in the cache or compute it. With ``result_key`` the stages after it are keyed
         by what it produced rather than by how: anchors that fall back to the model's own are the same
-        anchors whatever setting caused it, and proposals stay cached."""
+        anchors whatever setting caused it, and proposals stay cached.
+
+        The cache holds (value, ms the computation took): a stage found there is listed in ``cached`` and its
+        timing is the time it took when it was computed, so a rerun still shows where the time goes."""
         key = self.keys[name] = self.key(name)
         cache = self.tracer.cache
-        value = cache.get(key)
-        if value is not None:
+        item = cache.get(key)
+        if item is not None:
+            value, self.timings[name] = item
             self.cached.append(name)
-            self.timings[name] = 0.0
             if result_key is not None:
                 self.keys[name] = result_key(value)
             return value
@@ -472,7 +475,7 @@ class _Run:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.timings[name] = (time.perf_counter() - start) * 1000.0
-        cache.put(key, value)
+        cache.put(key, (value, self.timings[name]))
         if result_key is not None:
             self.keys[name] = result_key(value)
         return value

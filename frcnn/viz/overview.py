@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from frcnn.trace import Trace
-from frcnn.viz.common import KEPT, NEGATIVE, POSITIVE
+from frcnn.viz.common import KEPT, POSITIVE
 
 
 def pipeline_dot(trace: Trace) -> str:
@@ -41,21 +41,29 @@ def pipeline_dot(trace: Trace) -> str:
 
 
 def stage_times_figure(trace: Trace) -> go.Figure:
-    """A horizontal bar per stage, its wall time in ms; cached stages are marked (0 ms)."""
+    """A horizontal bar per stage, its wall time in ms: blue computed in this run, green found in the cache (its
+    bar the time it took when it was computed, as :class:`~frcnn.trace.Trace` records it)."""
     stages = list(trace.timings_ms)
     times = [trace.timings_ms[s] for s in stages]
-    colors = [POSITIVE if s in trace.cached else KEPT for s in stages]
-    text = ["cached" if s in trace.cached else f"{t:.1f} ms" for s, t in zip(stages, times, strict=True)]
+    cached = [s in trace.cached for s in stages]
+    colors = [POSITIVE if c else KEPT for c in cached]
+    text = [("cached" + (f" (took {t:.1f} ms)" if t else "")) if c else f"{t:.1f} ms"
+            for c, t in zip(cached, times, strict=True)]
     fig = go.Figure(go.Bar(x=times, y=stages, orientation="h", marker_color=colors, text=text,
-                           textposition="outside", cliponaxis=False,
-                           hovertemplate="%{y}: %{x:.1f} ms<extra></extra>"))
-    total = sum(times)
-    fig.update_layout(height=60 + 26 * len(stages), margin=dict(l=10, r=40, t=30, b=10),
-                      title=f"{total:.0f} ms in all on {trace.device}" + (" (every stage from the cache)"
-                                                                           if not any(times) else ""),
+                           textposition="outside", cliponaxis=False, customdata=text,
+                           hovertemplate="%{y}: %{customdata}<extra></extra>"))
+    now = sum(t for t, c in zip(times, cached, strict=True) if not c)
+    if all(cached) and stages:
+        title = f"{now:.0f} ms on {trace.device} (every stage from the cache)"
+    elif any(cached):
+        title = f"{now:.0f} ms on {trace.device}, {sum(cached)} of {len(stages)} stages from the cache"
+    else:
+        title = f"{now:.0f} ms in all on {trace.device}"
+    fig.update_layout(height=60 + 26 * len(stages), margin=dict(l=10, r=40, t=30, b=10), title=title,
                       xaxis=dict(title="ms", range=[0, 1.3 * max(times) if any(times) else 1]),  # room for labels
                       yaxis=dict(autorange="reversed"))
-    fig.add_annotation(text="green: from the cache", xref="paper", yref="paper", x=1, y=1, xanchor="right",
-                       yanchor="bottom", showarrow=False,
-                       font=dict(color=NEGATIVE if not trace.cached else POSITIVE, size=11))
+    legend = (f"<span style='color:{KEPT}'>■ blue: computed now</span>   "
+              f"<span style='color:{POSITIVE}'>■ green: from the cache</span>")  # each in its bars' colour
+    fig.add_annotation(text=legend, xref="paper", yref="paper", x=1, y=1, xanchor="right", yanchor="bottom",
+                       showarrow=False, font=dict(size=11))
     return fig
