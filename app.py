@@ -13,8 +13,9 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from app_pages import _ground_truth as ground_truth
 from app_pages._sessions import session_file, session_key
-from app_pages._shared import Context, get_tracer, plain, reset_widgets, set_settings, url_params
+from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, url_params
 from frcnn import FrcnnError, Settings, budget
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
 from frcnn.models import MODEL_NAMES
@@ -127,7 +128,13 @@ def _sample(name: str, class_names: tuple[str, ...]):
     return load_sample(name, class_names=class_names)
 
 
+LINK_NOTE = "The link (URL) holds the model, sample and settings, not this uploaded image."
+
+
 def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torch.Tensor | None, torch.Tensor | None]:
+    """The image (a sample, an upload or a photo) and its ground truth: the user's for this very image if any
+    (:mod:`app_pages._ground_truth`, keyed by the image's content), else a sample's own."""
+    ground_truth.adopt_seeded()
     st.sidebar.header("Image")
     sample = st.sidebar.selectbox("Sample image", SAMPLES, key="sample")
     upload = st.sidebar.file_uploader("Upload an image", key="upload",
@@ -136,44 +143,45 @@ def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torc
         "Camera", key="use_camera", help="For a live demo: take a picture and trace it.") else None
     image_file = camera or upload
     if image_file is not None:
-        digest = hashlib.sha1(image_file.getvalue()).hexdigest()
+        data = image_file.getvalue()
+        digest = hashlib.sha1(data).hexdigest()
         if st.session_state.get("own_image_digest") != digest:
+            st.session_state["own_image_digest"] = digest
             try:
-                loaded = load_image(image_file.getvalue(), name=image_file.name)
-                st.session_state.update(own_image=loaded, own_image_digest=digest, own_gt=None)
+                loaded = load_image(data, name=image_file.name)
+                st.session_state.update(own_image=loaded, own_image_key=ground_truth.upload_key(data))
             except FrcnnError as exc:
-                st.session_state["own_image_digest"] = digest
                 st.error(plain(f"{exc} (keeping the previous image)"))
     own = st.session_state.get("own_image") if image_file is not None else None
+    gt = None
     if own is not None:
-        image, name = own.tensor, own.name
-        gt = st.session_state.get("own_gt")
+        image, name, key = own.tensor, own.name, st.session_state["own_image_key"]
         if own.notes:  # what the loader converted (16-bit, CMYK, alpha, EXIF rotation, first frame ...)
             st.sidebar.caption(plain(f"{own.name}: " + "; ".join(own.notes)))
+        st.sidebar.caption(LINK_NOTE)
     else:
         loaded, gt = _sample(sample, class_names)
-        image, name = loaded.tensor, sample
-        if st.session_state.get("gt_source") != ("sample", sample):
-            st.session_state.update(gt_source=("sample", sample), edited_gt=None)
+        image, name, key = loaded.tensor, sample, ground_truth.sample_key(sample)
+    st.session_state[ground_truth.CURRENT] = key
     st.sidebar.header("Ground truth")
-    ann = st.sidebar.file_uploader("Annotation file (COCO JSON, Pascal VOC XML, YOLO txt)",
-                                   type=["json", "xml", "txt"], key="annotations")
+    ann = st.sidebar.file_uploader("Annotation file (COCO JSON, Pascal VOC XML, YOLO txt)",  # one per image
+                                   type=["json", "xml", "txt"], key=f"annotations:{key}")
     if ann is not None:
-        digest = hashlib.sha1(ann.getvalue() + name.encode()).hexdigest()
-        if st.session_state.get("ann_digest") != digest:
-            st.session_state["ann_digest"] = digest
+        tried = (key, hashlib.sha1(ann.getvalue()).hexdigest())
+        if st.session_state.get("annotation_tried") != tried:  # once: edits made after it are kept
+            st.session_state["annotation_tried"] = tried
             try:
                 parsed = load_annotations(ann.getvalue(), (image.shape[-1], image.shape[-2]), image_name=name,
                                           class_names=class_names, name=ann.name)
                 _check_gt_budget(parsed.boxes, image, ann.name)
-                st.session_state.update(edited_gt=(parsed.boxes, parsed.labels), ann_report=parsed.report)
+                ground_truth.put(key, parsed.boxes, parsed.labels, report=tuple(parsed.report))
             except FrcnnError as exc:
                 st.error(plain(f"{exc} (the ground truth is unchanged)"))
-    for line in st.session_state.get("ann_report", ()):
-        st.sidebar.caption(plain(line))
-    edited = st.session_state.get("edited_gt")
-    if edited is not None:  # cleared to nothing: no ground truth (the pages say how to add some)
-        return (image, name, edited[0], edited[1]) if len(edited[0]) else (image, name, None, None)
+    own_gt = ground_truth.get(key)
+    if own_gt is not None:  # cleared to nothing: no ground truth (the pages say how to add some)
+        for line in own_gt.report:
+            st.sidebar.caption(plain(line))
+        return (image, name, own_gt.boxes, own_gt.labels) if len(own_gt.boxes) else (image, name, None, None)
     if gt is None or len(gt) == 0:
         return image, name, None, None
     return image, name, gt.boxes, gt.labels
@@ -223,6 +231,7 @@ def _reset_buttons(defaults: Settings) -> None:
 
 
 session_key()  # this session's folder and the server's reaper (ends jobs and files of sessions that went)
+keep_display_widgets()  # a page's own sliders keep their values while another page is shown
 _read_url_once()
 name, weights, device = _model_picker()
 tracer = _load_tracer(name, weights, device)

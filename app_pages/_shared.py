@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
+from streamlit.runtime.state import get_session_state
 
 from app_pages._sessions import is_session_alive, session_key
 from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
@@ -190,6 +192,51 @@ def url_params(current: Settings, defaults: Settings, **extra: str) -> dict[str,
 def reset_widgets() -> None:
     for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(WIDGET_PREFIX)]:
         del st.session_state[k]
+
+
+KEPT_WIDGETS = "kept_widgets"  # session key of the display widgets' last values
+MAX_KEPT_WIDGETS = 64  # values kept at most (some keys carry a setting: anchors_show_sizes_(16, 32)), oldest out
+# widgets whose value st.session_state may set (not buttons, uploads, cameras or chat inputs; charts and data
+# editors hold a string value too, and are told apart by their dict of selections / edits)
+_SETTABLE = frozenset({"bool_value", "int_value", "double_value", "string_value", "double_array_value",
+                       "int_array_value", "string_array_value"})
+
+
+def keep_display_widgets() -> None:
+    """Keep the values of display-only widgets ("Draw scores from", "Heatmap opacity", a page's radio) across page
+    switches; app.py calls it at the top of every run, before the page.
+
+    Streamlit drops a widget's value when a run does not render it, so leaving a page reset its sliders. Here the
+    last value of every keyed, settable widget is copied under :data:`KEPT_WIDGETS`, and a value Streamlit dropped
+    is put back under its key (Streamlit's documented way: a value set in ``st.session_state`` before the widget
+    is created is the widget's value). Settings widgets (``set:...``) are left out: they are bound to the
+    settings, which may have changed on another page. A restored value that no longer fits (an option gone) is
+    reset by the widget itself.
+    """
+    kept: OrderedDict = st.session_state.setdefault(KEPT_WIDGETS, OrderedDict())
+    for key, value in kept.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and not key.startswith(WIDGET_PREFIX) and _is_display_widget(key):
+            kept[key] = st.session_state[key]
+            kept.move_to_end(key)
+    while len(kept) > MAX_KEPT_WIDGETS:
+        kept.popitem(last=False)
+
+
+def _is_display_widget(key: str) -> bool:
+    """Whether ``key`` is (or was, last run) a widget whose value may be set through ``st.session_state``.
+    Streamlit keeps no public record of which keys are widgets: this reads its session state's widget metadata
+    (streamlit 1.67; a missing method makes it False, so nothing is kept)."""
+    state = getattr(get_session_state(), "_state", None)
+    try:
+        widget_id = state.get_widget_id_from_key(key)
+        metadata = state.get_widget_metadata(widget_id) if widget_id else None
+    except (AttributeError, KeyError):
+        return False
+    return (metadata is not None and metadata.value_type in _SETTABLE
+            and not isinstance(st.session_state.get(key), dict))
 
 
 def show_settings_message() -> None:

@@ -1,20 +1,34 @@
 """Start: the whole pipeline on the current image, the count and time at each stage, and the ground truth
 (upload it in the sidebar, draw it here with a box selection, or promote the model's detections)."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 import torch
 
+from app_pages import _ground_truth as ground_truth
 from app_pages._shared import context, download_trace, explain, notes, plain, run_trace, show_figure
+from frcnn.models.registry import DEFAULT_CHECKPOINT
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
 
 DRAW_FROM = 0.5  # detections drawn from this score (the detector keeps the paper's 0.05, for mAP)
 
+
+def weights_label(weights: str) -> str:
+    """Where the weights came from, for visitors: a file's name, never its path on the server; the shipped model
+    with its model card."""
+    if weights == str(DEFAULT_CHECKPOINT):
+        return f"{DEFAULT_CHECKPOINT.name}, model card: docs/model\\_card.md"
+    return plain(Path(weights).name if "/" in weights or "\\" in weights else weights, 80)
+
+
 ctx = context()
 st.title("Faster R-CNN, stage by stage")
 trace = run_trace()
-st.caption(f"Model **{trace.model}** ({trace.weights}) on **{trace.device}** · image **{plain(ctx.image_name, 80)}** "
+st.caption(f"Model **{trace.model}** ({weights_label(trace.weights)}) on **{trace.device}** · "
+           f"image **{plain(ctx.image_name, 80)}** "
            f"{trace.image_size[1]}×{trace.image_size[0]} px → network input {trace.preprocess.image_size[1]}×"
            f"{trace.preprocess.image_size[0]} · {len(trace.gt_boxes)} ground-truth boxes")
 explain(
@@ -57,37 +71,37 @@ if selection and selection.get("box"):
     box = selection["box"][-1]
     xs, ys = sorted(box["x"]), sorted(box["y"])
     new_box = (round(xs[0], 1), round(ys[0], 1), round(xs[-1], 1), round(ys[-1], 1))
-if new_box is not None and st.session_state.get("last_drawn") != new_box:
-    st.session_state["last_drawn"] = new_box
+image_key = st.session_state[ground_truth.CURRENT]  # edits below are this image's ground truth only
+if new_box is not None and st.session_state.get("last_drawn") != (image_key, new_box):
+    st.session_state["last_drawn"] = (image_key, new_box)
     h, w = ctx.image.shape[-2:]
     b = torch.tensor([new_box]).clamp(min=0)
     b[:, 0::2] = b[:, 0::2].clamp(max=w)
     b[:, 1::2] = b[:, 1::2].clamp(max=h)
     if float((b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1])) > 1:
         new_label = torch.tensor([names.index(cls) + 1])
-        st.session_state["edited_gt"] = (torch.cat([boxes, b]), torch.cat([labels, new_label]))
+        ground_truth.put_current(torch.cat([boxes, b]), torch.cat([labels, new_label]))
         st.rerun()
 table = pd.DataFrame({"class": [ctx.class_names[i] if 0 < i < len(ctx.class_names) else str(i)
                                 for i in labels.tolist()],
                       "x1": boxes[:, 0].tolist(), "y1": boxes[:, 1].tolist(), "x2": boxes[:, 2].tolist(),
                       "y2": boxes[:, 3].tolist()})
-edited = st.data_editor(table, num_rows="dynamic", key="gt_table", hide_index=True,
+edited = st.data_editor(table, num_rows="dynamic", key=f"gt_table:{image_key}", hide_index=True,
                         column_config={"class": st.column_config.SelectboxColumn(options=names, required=True)})
 c1, c2, c3 = st.columns(3)
 if c1.button("Apply table edits", key="gt_apply"):
     rows = edited.dropna()
     valid = rows[(rows.x2 > rows.x1) & (rows.y2 > rows.y1) & rows["class"].isin(names)]
-    st.session_state["edited_gt"] = (torch.tensor(valid[["x1", "y1", "x2", "y2"]].to_numpy(), dtype=torch.float32)
-                                     .reshape(-1, 4),
-                                     torch.tensor([names.index(c) + 1 for c in valid["class"]], dtype=torch.int64))
+    table_boxes = torch.tensor(valid[["x1", "y1", "x2", "y2"]].to_numpy(), dtype=torch.float32).reshape(-1, 4)
+    ground_truth.put_current(table_boxes, torch.tensor([names.index(c) + 1 for c in valid["class"]], dtype=torch.int64))
     if len(valid) < len(edited):
         st.session_state["settings_message"] = f"Dropped {len(edited) - len(valid)} incomplete or empty rows."
     st.rerun()
 threshold = c2.slider("Promote detections scoring at least", 0.0, 1.0, 0.5, 0.05, key="promote_thresh")
 if c2.button("Promote detections to ground truth", key="gt_promote"):
     keep = trace.detections.scores >= threshold
-    st.session_state["edited_gt"] = (trace.detections.boxes[keep].cpu(), trace.detections.labels[keep].cpu())
+    ground_truth.put_current(trace.detections.boxes[keep].cpu(), trace.detections.labels[keep].cpu())
     st.rerun()
 if c3.button("Clear ground truth", key="gt_clear"):
-    st.session_state["edited_gt"] = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    ground_truth.put_current(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
     st.rerun()

@@ -82,7 +82,7 @@ def test_promote_and_clear_ground_truth():
     at.slider(key="promote_thresh").set_value(0.0).run()
     at.button(key="gt_promote").click().run()
     assert not at.exception
-    boxes, labels = at.session_state["edited_gt"]
-    assert len(boxes) == len(labels) > 0
+    ctx = at.session_state["context"]
+    assert len(ctx.gt_boxes) == len(ctx.gt_labels) > 0
     at.button(key="gt_clear").click().run()
-    assert len(at.session_state["edited_gt"][0]) == 0 and not at.exception
+    assert at.session_state["context"].gt_boxes is None and not at.exception
