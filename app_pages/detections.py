@@ -5,7 +5,7 @@ import streamlit as st
 
 from app_pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider
 from frcnn.viz.detections import detections_figure, match_detections
-from frcnn.viz.roi import detections_rows
+from frcnn.viz.roi import detections_rows, pool_note
 
 ctx = context()
 st.title("Detections")
@@ -35,26 +35,42 @@ trace = run_trace()
 d = trace.detections
 steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in d.counts.items())
 st.caption(f"(RoI, class) pairs left after each step: {steps}")
-m = st.columns(6)
-m[0].metric("Detections", len(d.boxes))
+thresh = trace.settings.roi.score_thresh
+drawn = int((d.scores >= min_score).sum())
+m = st.columns(4)
+m[0].metric("Detections", len(d.boxes), help=f"every detection the head kept: score ≥ {thresh:g} (the score "
+            "threshold), after NMS and the top-K")
 if len(trace.gt_boxes):
-    match = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou)
-    tp = int(match.true_positive.sum())
-    m[1].metric("True positives", tp)
-    m[2].metric("False positives", len(d.boxes) - tp)
-    m[3].metric("Missed GT boxes", int(match.missed.sum()), help=f"of {len(trace.gt_boxes)}")
-    m[4].metric("Precision", f"{match.precision:.2f}")
-    m[5].metric("Recall", f"{match.recall:.2f}")
+    every = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou)
+    keep = d.scores >= min_score
+    shown = match_detections(d.boxes[keep], d.scores[keep], d.labels[keep], trace.gt_boxes, trace.gt_labels, iou)
+    tp = int(every.true_positive.sum())
+    m[1].metric("True positives", tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
+    m[2].metric("False positives", len(d.boxes) - tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
+    m[3].metric("Missed GT boxes", int(every.missed.sum()), help=f"of {len(trace.gt_boxes)}, by all "
+                f"{len(d.boxes)} detections")
+    p = st.columns(4)
+    p[0].metric(f"Precision (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.precision:.2f}")
+    p[1].metric(f"Recall (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.recall:.2f}")
+    p[2].metric(f"Precision (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.precision:.2f}",
+                help="the figure's: the detections scoring at least \"Draw scores from\"")
+    p[3].metric(f"Recall (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.recall:.2f}",
+                help="the figure's: the detections scoring at least \"Draw scores from\"")
 else:
     st.info("No ground truth for this image, so detections are coloured by class. To score them (TP / FP / "
             "misses, precision, recall), add boxes on the **Start** page or upload an annotation file in the sidebar.")
-hidden = int((d.scores < min_score).sum())
+hidden = len(d.boxes) - drawn
 if hidden:
     st.caption(f"{hidden} of {len(d.boxes)} detections score under {min_score:g} and are not drawn (the legend's "
-               f"\"scoring under {min_score:g}\" shows them); the figure's precision and recall are of the drawn "
-               "ones, the numbers above of all.")
+               f"\"scoring under {min_score:g}\" shows them); the figure's title scores the {drawn} drawn.")
+note = pool_note(ctx.tracer.detector.defaults.roi.pool, trace.settings.roi.pool)
+if note:
+    st.warning(note)
 show_figure(detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
             filename="detections")
 st.subheader("Detections, best first")
 st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
+if len(trace.gt_boxes):
+    st.caption("IoU and GT #: a true positive's matched GT box; a false positive's most overlapping GT box of any "
+               "class (its class is in GT class: a box of a class the model does not know is never a true positive).")
 notes(trace)

@@ -9,11 +9,13 @@ from frcnn.viz.losses import (
     SWEEPS,
     TERM_LABELS,
     TERMS,
+    flat_terms,
     loss_counts,
     loss_values,
     sweep,
     sweep_figure,
     terms_figure,
+    why_flat,
 )
 
 ctx = context()
@@ -61,4 +63,7 @@ for p in points:
     if p.error:
         st.caption(f"{key} = {p.value:g} skipped: {p.error}")
 show_figure(sweep_figure(points, key, settings().get(key)), key="loss_sweep", filename="loss_sweep")
+flat = why_flat(key, flat_terms(points))
+if flat:
+    st.info(flat)
 notes(trace)

@@ -9,8 +9,10 @@ from frcnn.viz.roi import (
     clicked_roi,
     default_roi,
     feature_bins_figure,
+    pool_note,
     pool_roi,
     pooled_figure,
+    pooled_range,
     roi_boxes,
     roi_counts,
     roi_descriptions,
@@ -84,13 +86,20 @@ channel = None
 if c[3].radio("Show", ["mean over channels", "one channel"], key="roi_show", horizontal=True) == "one channel":
     channel = c[3].number_input(f"Channel (0..{pooled.roi_pool.shape[0] - 1})", 0, pooled.roi_pool.shape[0] - 1,
                                 pooled.most_active_channel(), key="roi_channel")
+det = ctx.tracer.detector
+head_size = det.pool_output_size
+note = pool_note(det.defaults.roi.pool, used)
+if note:
+    st.warning(note)
 st.caption(f"{texts[pick]} → feature level {trace.features.names[pooled.level]}, "
            f"spatial scale {pooled.spatial_scale:g}. RoIPool's cells (orange) snap to whole cells and can overlap "
-           "or leave gaps; RoIAlign's bins (blue) are exact. Hover a bin's centre for its pooled value.")
+           "or leave gaps; RoIAlign's bins (blue) are exact. Hover a bin's centre for its pooled value. Both "
+           "pooled grids share one colour scale.")
+zrange = pooled_range(pooled, channel)
 for col, op in zip(st.columns(2), POOL_OPS, strict=True):
     with col:
-        show_figure(feature_bins_figure(trace, pooled, op, channel, used=op == used), key=f"roi_bins_{op}",
-                    filename=f"{op}_bins")
-        show_figure(pooled_figure(pooled, op, channel, used=op == used), key=f"roi_pooled_{op}",
-                    filename=f"{op}_output")
+        show_figure(feature_bins_figure(trace, pooled, op, channel, used=op == used, head_size=head_size),
+                    key=f"roi_bins_{op}", filename=f"{op}_bins")
+        show_figure(pooled_figure(pooled, op, channel, used=op == used, head_size=head_size, zrange=zrange),
+                    key=f"roi_pooled_{op}", filename=f"{op}_output")
 notes(trace)

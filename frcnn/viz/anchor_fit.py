@@ -3,18 +3,26 @@ coloured by its best anchor IoU, with the anchor shapes (and suggested ones) dra
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from frcnn.anchor_fit import AnchorFit
+from frcnn.viz.common import fit_legend
 
 
 def anchor_shapes(sizes: Sequence[float], ratios: Sequence[float]) -> np.ndarray:
-    """(S * R, 2) widths and heights: w = size / sqrt(ratio), h = size * sqrt(ratio) (ratio = h / w)."""
-    return np.array([(s / math.sqrt(r), s * math.sqrt(r)) for r in ratios for s in sizes], dtype=np.float64)
+    """(R * S, 2) widths and heights of the anchors torchvision lays: ``AnchorGenerator.generate_anchors`` (w =
+    size / sqrt(ratio), h = size * sqrt(ratio), ratio = h / w, then the corners rounded to whole pixels around the
+    centre: size 22, ratio 0.5 is 32 x 16, not 31.11 x 15.56). Ratios outer, sizes inner, as torchvision orders
+    them."""
+    if not len(sizes) or not len(ratios):
+        return np.zeros((0, 2))
+    base = AnchorGenerator().generate_anchors(list(sizes), list(ratios), dtype=torch.float64)  # (R * S, 4)
+    return torch.stack([base[:, 2] - base[:, 0], base[:, 3] - base[:, 1]], dim=1).numpy()
 
 
 def anchor_fit_figure(fit: AnchorFit, suggested: tuple[Sequence[float], Sequence[float]] | None = None,
@@ -46,4 +54,4 @@ def anchor_fit_figure(fit: AnchorFit, suggested: tuple[Sequence[float], Sequence
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0),
                       title=dict(text=f"{len(fit.best_iou):,} ground-truth boxes and the anchor shapes", y=0.99))
-    return fig
+    return fit_legend(fig)

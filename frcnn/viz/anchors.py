@@ -38,11 +38,15 @@ from frcnn.viz.common import (
     add_boxes,
     add_points,
     as_numpy,
+    fit_legend,
     image_figure,
 )
 
-# layer colours (Okabe-Ito / Tol), without the ground truth's yellow and the best anchor's orange
-LAYER_COLOURS = ("#0072B2", "#CC79A7", "#009E73", "#56B4E9", "#D55E00", "#882255", "#44AA99", "#332288")
+# layer colours: 12 distinct hues, neighbours far apart (every pair at least 33 CIELAB delta-E apart, and as far
+# from the ground truth's yellow, the best anchor's orange, white and grey), so ten anchor sizes get ten colours
+LAYER_COLOURS = ("#0072B2", "#D62728", "#2CA02C", "#9467BD", "#17BECF", "#8C564B", "#FF00FF", "#000000",
+                 "#00FF7F", "#332288", "#F99379", "#882255")
+LAYER_OPACITY = 0.75  # the thin layers of every n-th location: opaque enough that the hues read
 
 
 def _keep_unselected_look(fig: go.Figure) -> go.Figure:
@@ -225,7 +229,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         if scope != "location":
             layer = base[base_attr == v]
             drawn += len(layer)
-            add_boxes(fig, boxes[layer], colour, label, width=1, opacity=0.45, legendgroup=label)
+            add_boxes(fig, boxes[layer], colour, label, width=1, opacity=LAYER_OPACITY, legendgroup=label)
         sel = here[here_attr == v]
         drawn += len(sel)
         hover = [f"anchor {i} · size {cell_size[(i - offset) % k]:g} · ratio {cell_ratio[(i - offset) % k]:g} · "
@@ -251,7 +255,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     fig = fig.onto(figure)
     fig.update_layout(title=dict(text=f"{drawn:,} of {len(a.boxes):,} anchors drawn · chosen cell ({iy}, {ix})",
                                  font=dict(size=14)), margin=dict(t=90))
-    return _keep_unselected_look(fig)
+    return _keep_unselected_look(fit_legend(fig))
 
 
 # ---------------------------------------------------------------------------------------- anchor targets
@@ -364,7 +368,7 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
     if len(trace.gt_boxes):
         _ground_truth(fig, trace)
     layer((labels == 1) & sampled, POSITIVE, "positive in the minibatch", width=2.5, hover_size=7)
-    return _keep_unselected_look(fig.onto(figure))
+    return _keep_unselected_look(fit_legend(fig.onto(figure)))
 
 
 def positive_rows(trace: Trace) -> list[dict]:

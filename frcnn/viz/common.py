@@ -42,10 +42,16 @@ GROUND_TRUTH = "#F0E442"  # yellow
 KEPT = "#0072B2"  # blue
 SUPPRESSED = "#CC79A7"  # pink
 HIGHLIGHT = "#E69F00"  # orange
+MISSED = "#CC79A7"  # reddish purple: ground truth no detection found (dashed), apart from FP vermilion
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 GL_MIN_POINTS = 2000  # marker traces this long draw with WebGL; shorter ones as SVG (no WebGL context)
 FONT_SIZE = 13
+# Fonts every system has (Arial, or its metric twin Liberation Sans on Linux), unquoted: a PNG from the toolbar is
+# the figure's SVG drawn as an image, which cannot use the page's web fonts (Streamlit's theme sets Source Sans);
+# its text then falls back to a wider font than the one the legend was laid out with, and entries overlap or run
+# off the edge ("scoring under 0.5 (19" cut). With a system font the export measures what the page measured.
+FONT_FAMILY = "Arial, Liberation Sans, Helvetica, sans-serif"
 PRESENTATION_FONT_SIZE = 22
 
 
@@ -84,9 +90,23 @@ def image_figure(image: np.ndarray, height: int = 640, title: str | None = None,
     fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=70 if title else 40, b=10),
                       title=dict(text=title, y=0.995, yref="container", yanchor="top"),
-                      font=dict(size=font_size), legend=dict(orientation="h", yanchor="bottom", y=1.005, x=0),
+                      font=dict(size=font_size, family=FONT_FAMILY),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.005, x=0),
                       dragmode="pan", hoverlabel=dict(font_size=font_size), uirevision="image")
     return fig
+
+
+def with_system_font(fig: go.Figure) -> go.Figure:
+    """``fig`` with :data:`FONT_FAMILY` unless it names a font itself (see there: PNG exports)."""
+    if not fig.layout.font.family:
+        fig.update_layout(font_family=FONT_FAMILY)
+    return fig
+
+
+def fit_legend(fig: go.Figure) -> go.Figure:
+    """Keep a legend whole in a PNG export: laid out and exported with the same system font
+    (:func:`with_system_font`)."""
+    return with_system_font(fig)
 
 
 _DATA_URLS: OrderedDict[str, str] = OrderedDict()  # image digest -> data URL (the same image, every figure)
@@ -187,7 +207,9 @@ def add_heatmap(fig: Canvas, values: np.ndarray, cell_size: tuple[float, float],
 
 
 def styled(fig: go.Figure, presentation: bool = False) -> go.Figure:
-    """Enlarge fonts and lines for a projector."""
+    """Every figure the pages show: a system font (:func:`with_system_font`, so PNG exports keep their legends);
+    for a projector, larger fonts and lines."""
+    with_system_font(fig)
     if presentation:
         fig.update_layout(font=dict(size=PRESENTATION_FONT_SIZE), hoverlabel=dict(font_size=PRESENTATION_FONT_SIZE))
         fig.update_traces(selector=dict(mode="lines"), line_width=2.5)

@@ -1,5 +1,5 @@
 """The detections figure: true positives, false positives and misses against the ground truth
-(the matching is :func:`frcnn.detection_stats.match_detections`)."""
+(the matching is :func:`frcnn.detection_stats.match_detections`). Boxes (x1, y1, x2, y2) in the image's pixels."""
 
 from __future__ import annotations
 
@@ -8,16 +8,46 @@ import plotly.graph_objects as go
 
 from frcnn.detection_stats import Matching, match_detections  # noqa: F401 - the figures' matching, re-exported
 from frcnn.trace import Trace
-from frcnn.viz.common import GROUND_TRUTH, IGNORED, NEGATIVE, PALETTE, POSITIVE, add_boxes, image_figure
+from frcnn.viz.common import (
+    GROUND_TRUTH,
+    IGNORED,
+    MISSED,
+    NEGATIVE,
+    PALETTE,
+    POSITIVE,
+    add_boxes,
+    fit_legend,
+    image_figure,
+)
+
+
+def _gt_name(names: tuple[str, ...], label: int) -> str:
+    return names[label] if 0 < label < len(names) else f"class {label} (not the model's)"
+
+
+def scored_title(n_drawn: int, n_all: int, min_score: float, score_thresh: float, precision: float,
+                 recall: float, iou_thresh: float) -> str:
+    """The figure's title: precision and recall of the drawn detections, named by their count and score, so it
+    never reads as the page's numbers of all detections (score >= the detector's threshold)."""
+    if n_drawn == n_all:
+        what = f"all {n_all} detections (score ≥ {score_thresh:g})"
+    else:
+        what = f"drawn: {n_drawn} of {n_all} detections (score ≥ {min_score:g})"
+    return f"{what}: precision {precision:.2f} · recall {recall:.2f} at IoU {iou_thresh:g}"
 
 
 def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, title: str | None = None,
                       height: int = 620, min_score: float = 0.0) -> go.Figure:
-    """Detections coloured TP / FP against the trace's ground truth (misses dashed), or by class without it.
+    """Detections against the trace's ground truth, or coloured by class without it.
+
+    Four styles that never share a colour: true positives green (thick), false positives vermilion, ground-truth
+    boxes some drawn detection found yellow (thin), and the missed ones pink and dashed, each GT box drawn once
+    (a missed box is not also drawn as ground truth).
 
     ``min_score``: detections scoring less are not drawn but kept in one legend-only trace (a click on its legend
     entry shows them), and the matching (TP / FP / missed) is of the drawn ones: precision and recall at that
-    score. The detector's own score threshold (the paper's 0.05, for mAP) keeps many low scores."""
+    score, said in the title. The detector's own score threshold (the paper's 0.05, for mAP) keeps many low
+    scores."""
     fig = image_figure(image, height=height, title=title)
     d = trace.detections
     names = trace.class_names
@@ -28,20 +58,25 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
     hover = [h for h, k in zip(hover, drawn, strict=True) if k]
     if len(trace.gt_boxes):
         m = match_detections(boxes, scores, labels, trace.gt_boxes, trace.gt_labels, iou_thresh)
-        add_boxes(fig, trace.gt_boxes, GROUND_TRUTH, "ground truth", width=2,
-                  hover=[f"GT {names[int(lab)] if 0 < int(lab) < len(names) else int(lab)}"
-                         for lab in trace.gt_labels])
+        gt_labels = trace.gt_labels.tolist()
         miss = m.missed.numpy()
-        add_boxes(fig, trace.gt_boxes[miss], NEGATIVE, "missed", width=2.5, dash="dash")
+        gt_hover = [f"GT #{g} {_gt_name(names, lab)}" for g, lab in enumerate(gt_labels)]
+        add_boxes(fig, trace.gt_boxes[~miss], GROUND_TRUTH, "ground truth, found", width=1.5,
+                  hover=[h for h, k in zip(gt_hover, miss, strict=True) if not k])
+        add_boxes(fig, trace.gt_boxes[miss], MISSED, "missed GT", width=2.5, dash="dash",
+                  hover=[f"missed {h}" for h, k in zip(gt_hover, miss, strict=True) if k])
         tp = m.true_positive.numpy()
-        add_boxes(fig, boxes[tp], POSITIVE, "true positive", width=2.5,
+        add_boxes(fig, boxes[tp], POSITIVE, "true positive", width=3,
                   hover=[f"{h} · IoU {float(i):.2f}" for h, i, t in zip(hover, m.iou, tp, strict=True) if t])
-        add_boxes(fig, boxes[~tp], NEGATIVE, "false positive", width=2,
-                  hover=[f"{h} · best IoU {float(i):.2f}" for h, i, t in zip(hover, m.iou, tp, strict=True)
-                         if not t])
-        at = f" · scores from {min_score:g}" if min_score > 0 else ""
-        fig.update_layout(title=dict(text=title or f"precision {m.precision:.2f} · recall {m.recall:.2f} at IoU "
-                                           f"{iou_thresh}{at}"), margin=dict(t=70))
+        fp_hover = []
+        for h, j, i, t in zip(hover, m.overlap_gt.tolist(), m.overlap_iou.tolist(), tp, strict=True):
+            if not t:
+                fp_hover.append(f"{h} · IoU {i:.2f} with GT #{j} {_gt_name(names, gt_labels[j])}" if j >= 0
+                                else f"{h} · overlaps no GT box")
+        add_boxes(fig, boxes[~tp], NEGATIVE, "false positive", width=2, hover=fp_hover)
+        fig.update_layout(title=dict(text=title or scored_title(
+            len(boxes), len(d.boxes), min_score, trace.settings.roi.score_thresh, m.precision, m.recall,
+            iou_thresh)))
     else:
         for k, label in enumerate(sorted(set(labels.tolist()))):
             keep = (labels == label).cpu().numpy()
@@ -50,4 +85,4 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
     if low:
         add_boxes(fig, d.boxes[~drawn], IGNORED, f"scoring under {min_score:g}", width=1, dash="dot", hover=low,
                   visible="legendonly")
-    return fig
+    return fit_legend(fig)

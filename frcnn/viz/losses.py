@@ -21,7 +21,7 @@ from frcnn.errors import FrcnnError
 from frcnn.settings import Settings
 from frcnn.stages.losses import Losses
 from frcnn.trace import Trace
-from frcnn.viz.common import HIGHLIGHT, PALETTE
+from frcnn.viz.common import HIGHLIGHT, PALETTE, with_system_font
 
 TERMS = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
 TERM_LABELS = {"rpn_objectness": "RPN objectness", "rpn_box": "RPN box", "roi_classifier": "RoI classifier",
@@ -102,8 +102,57 @@ def sweep_figure(points: Sequence[SweepPoint], key: str, current: Any = None, he
             fig.add_vline(x=math.log10(current) if log_x else current, row=row, col=col,
                           line=dict(color=HIGHLIGHT, dash="dash", width=1.5))
         fig.update_xaxes(title_text=key if row == 2 else None, type="log" if log_x else None, row=row, col=col)
+        fig.update_yaxes(range=y_range(ys), row=row, col=col)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=50, b=10), hovermode="closest")
-    return fig
+    return with_system_font(fig)
+
+
+def y_range(values: Sequence[float | None]) -> list[float]:
+    """An axis that fits the values: their span with 10% padding (a flat line: 5% of its value either side),
+    never below 0 (losses are not negative); [0, 1] without values."""
+    v = [y for y in values if y is not None and math.isfinite(y)]
+    if not v:
+        return [0.0, 1.0]
+    lo, hi = min(v), max(v)
+    pad = 0.1 * (hi - lo) if hi > lo else max(0.05 * abs(hi), 1e-3)
+    return [max(0.0, lo - pad), hi + pad]
+
+
+# what each term averages over, and the settings that reach it (the other terms stay as they are)
+_RPN_TERMS, _ROI_TERMS = ("rpn_objectness", "rpn_box"), ("roi_classifier", "roi_box")
+
+
+def flat_terms(points: Sequence[SweepPoint], rel_tol: float = 1e-6) -> list[str]:
+    """The terms with the same value at every traced point (at least two points)."""
+    out = []
+    for term in TERMS:
+        v = [p.losses[term] for p in points if p.error is None and p.losses[term] is not None]
+        if len(v) > 1 and max(v) - min(v) <= rel_tol * max(1.0, max(abs(x) for x in v)):
+            out.append(term)
+    return out
+
+
+def why_flat(key: str, terms: Sequence[str]) -> str | None:
+    """A sentence on why ``terms`` do not move with ``key``: the setting does not reach them (the RPN terms come
+    from the anchors' minibatch, the RoI terms from the RoI minibatch drawn from the proposals), or it does but
+    changed nothing at these values (the sampled minibatch came out the same)."""
+    if not terms:
+        return None
+    names = ", ".join(TERM_LABELS[t] for t in terms)
+    rpn_key = key.startswith("rpn.") and key != "rpn.post_nms_top_n"
+    unreached = [t for t in terms if (t in _ROI_TERMS) == rpn_key]
+    reached = [t for t in terms if t not in unreached]
+    parts = []
+    if unreached:
+        where = ("the RoI terms come from the RoI minibatch, drawn from the proposals, which this setting does "
+                 "not change" if rpn_key else "the RPN terms come from the anchors' minibatch, which this setting "
+                 "does not change")
+        parts.append(f"{', '.join(TERM_LABELS[t] for t in unreached)}: {key} does not reach them ({where})")
+    if reached:
+        parts.append(f"{', '.join(TERM_LABELS[t] for t in reached)}: the same at these values of {key} (the "
+                     "minibatch they average over came out the same, e.g. fewer positives than the cap at every "
+                     "value)")
+    return f"Flat lines ({names}). " + "; ".join(parts) + "."
 
 
 def terms_figure(losses: Losses, height: int = 300) -> go.Figure:
@@ -116,4 +165,4 @@ def terms_figure(losses: Losses, height: int = 300) -> go.Figure:
                            hovertemplate="%{x}: %{y:.4f}<extra></extra>", cliponaxis=False))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="loss",
                       title=f"total {values['total']:.4f}")
-    return fig
+    return with_system_font(fig)

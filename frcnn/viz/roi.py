@@ -9,6 +9,7 @@ the bin figures are in feature coordinates (cell (i, j) centred on (y, x) = (i, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,9 @@ from frcnn.viz.common import (
     add_points,
     as_numpy,
     box_hover,
+    fit_legend,
     image_figure,
+    with_system_font,
 )
 from frcnn.viz.detections import match_detections
 
@@ -203,24 +206,69 @@ def pool_roi(trace: Trace, box: Tensor, output_size: int, sampling_ratio: int,
                      roi_align_grid(box_input, scale, output_size, sampling_ratio))
 
 
+def used_text(used: bool, size: int, head_size: int | None) -> str:
+    """What a panel of the op ``roi.pool`` names says: used by the detector, or, when the panels' size S is not
+    the box head's own (the head takes only the size it was trained on, so detections pool at that size), the
+    op only and the size detections really pool at."""
+    if not used:
+        return ""
+    if head_size is None or head_size == size:
+        return USED
+    return f" · the detector's op; its head pools {head_size}×{head_size}"
+
+
+def pool_note(trained_op: str, used_op: str) -> str | None:
+    """A sentence for the pages when ``roi.pool`` is not the op the box head was trained with (the model's
+    defaults), else None. (A pooled size other than the head's is the trace's own note.)"""
+    if used_op == trained_op:
+        return None
+    return (f"The box head was trained on {POOL_OPS[trained_op]} features, but the settings pool with "
+            f"{POOL_OPS[used_op]} (roi.pool, e.g. after \"Paper's defaults\"): the head now classifies features "
+            f"it never saw in training. \"Model's defaults\" brings back {POOL_OPS[trained_op]}.")
+
+
+def pooled_range(pooled: PooledRoI, channel: int | None = None) -> tuple[float, float]:
+    """(zmin, zmax) over both ops' grids: one colour scale for the RoIPool and RoIAlign panels."""
+    values = np.concatenate([pooled.pooled(op, channel).ravel() for op in POOL_OPS])
+    lo, hi = float(values.min()), float(values.max())
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+
+def cell_format(zmin: float, zmax: float) -> str:
+    """A d3 format with two significant digits at the largest magnitude (0.83, 4.2, 17), so a cell's number is
+    at most about four characters; finer values are on hover."""
+    top = max(abs(zmin), abs(zmax))
+    decimals = 0 if top == 0 else max(0, 1 - math.floor(math.log10(top)))
+    return f".{min(decimals, 3)}f"
+
+
+MAX_TEXT_SIZE = 8  # pooled grids up to S x S = 8 x 8 write their values in the cells
+
+
 def pooled_figure(pooled: PooledRoI, op: str, channel: int | None = None, used: bool = False,
-                  height: int = 340) -> go.Figure:
-    """The op's S x S pooled grid as a heatmap, on its own colour scale (RoIPool's maxima run above RoIAlign's
-    averages; one shared scale would leave one of them flat), the values written in the cells when S <= 8.
-    ``used``: the op the detector pools with (``roi.pool``), said in the title."""
+                  height: int = 340, head_size: int | None = None,
+                  zrange: tuple[float, float] | None = None) -> go.Figure:
+    """The op's S x S pooled grid as a heatmap on the colour scale both ops share (``zrange``, default
+    :func:`pooled_range`): the same colour is the same value in the RoIPool and RoIAlign panels, so RoIPool's
+    maxima running above RoIAlign's averages shows. The values are written in the cells (two significant digits,
+    :func:`cell_format`) when S <= ``MAX_TEXT_SIZE``, with four on hover.
+    ``used``: the op the detector pools with (``roi.pool``), said in the title with the size detections pool at
+    (``head_size``, the box head's own, when it differs from S)."""
     values = pooled.pooled(op, channel)
     s = pooled.output_size
+    zmin, zmax = zrange or pooled_range(pooled, channel)
     what = "mean over channels" if channel is None else f"channel {channel}"
-    fig = go.Figure(go.Heatmap(z=values, colorscale=HEATMAP_SCALE, xgap=1, ygap=1,
-                               texttemplate="%{z:.3g}" if s <= 8 else None, name=POOL_OPS[op],
+    fig = go.Figure(go.Heatmap(z=values, colorscale=HEATMAP_SCALE, xgap=1, ygap=1, zmin=zmin, zmax=zmax,
+                               texttemplate=f"%{{z:{cell_format(zmin, zmax)}}}" if s <= MAX_TEXT_SIZE else None,
+                               textfont=dict(size=11), name=POOL_OPS[op],
                                colorbar=dict(thickness=12, len=0.9),
-                               hovertemplate="bin (row %{y}, col %{x}): %{z:.4f}<extra>" + what + "</extra>"))
+                               hovertemplate="bin (row %{y}, col %{x}): %{z:.4g}<extra>" + what + "</extra>"))
     fig.update_xaxes(title="bin column", dtick=1 if s <= 16 else None, constrain="domain")
     fig.update_yaxes(title="bin row", autorange="reversed", scaleanchor="x", dtick=1 if s <= 16 else None,
                      constrain="domain")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title=f"{POOL_OPS[op]} output {s}×{s} ({what}){USED if used else ''}")
-    return fig
+                      title=f"{POOL_OPS[op]} output {s}×{s} ({what}){used_text(used, s, head_size)}")
+    return with_system_font(fig)
 
 
 def feature_map_values(trace: Trace, level: int, channel: int | None = None) -> np.ndarray:
@@ -247,10 +295,11 @@ def _bin_centre_markers(fig: go.Figure) -> None:
 
 
 def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int | None = None, used: bool = False,
-                        height: int = 460) -> go.Figure:
+                        height: int = 460, head_size: int | None = None) -> go.Figure:
     """The feature map around the RoI (cell (i, j) centred on (x, y) = (j, i)) with the RoI's exact outline
     (white, dashed) and the op's bins: RoIPool's whole-cell bins after rounding (orange), or RoIAlign's exact
-    bins (blue) and its bilinear sample points (white dots). Hover on a bin centre gives its pooled value."""
+    bins (blue) and its bilinear sample points (white dots). Hover on a bin centre gives its pooled value.
+    ``used`` and ``head_size`` as in :func:`pooled_figure`."""
     values = feature_map_values(trace, pooled.level, channel)
     x0, y0, x1, y1 = _window(pooled, values.shape)
     crop = values[y0:y1 + 1, x0:x1 + 1]
@@ -294,15 +343,17 @@ def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int |
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="pan",
                       uirevision=f"{pooled.box.tolist()}",  # a new RoI resets the view, a new setting keeps it
                       title=f"{POOL_OPS[op]} on feature level {trace.features.names[pooled.level]} "
-                            f"(1 cell = {stride:g} input px){USED if used else ''}",
+                            f"(1 cell = {stride:g} input px){used_text(used, s, head_size)}",
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
-    return fig
+    return fit_legend(fig)
 
 
 # ------------------------------------------------------------------------------------------ detections
 def detections_rows(trace: Trace, iou_thresh: float = 0.5) -> list[dict]:
     """One row per detection, best first: class, score, box, and with ground truth whether it is a true
-    positive at ``iou_thresh`` and its IoU (with its matched GT box, else the best of its class)."""
+    positive at ``iou_thresh``, and the GT box it is about: the one it matched (a TP), else the one of any class
+    it overlaps most, with that IoU (so ground truth in classes the model does not know still shows the
+    overlap: such a detection is a false positive with a high IoU and the GT's class beside it)."""
     d = trace.detections
     boxes = d.boxes.detach().cpu()
     rows = [{"class": _class_name(trace, int(lab)), "score": round(float(s), 4),
@@ -310,7 +361,11 @@ def detections_rows(trace: Trace, iou_thresh: float = 0.5) -> list[dict]:
              "y2": round(float(b[3]), 1)} for lab, s, b in zip(d.labels.tolist(), d.scores.cpu(), boxes, strict=True)]
     if len(trace.gt_boxes):
         m = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou_thresh)
-        for row, tp, iou, gt in zip(rows, m.true_positive.tolist(), m.iou.tolist(), m.matched_gt.tolist(),
-                                    strict=True):
-            row.update({"TP": bool(tp), "IoU": round(float(iou), 3), "GT #": gt if gt >= 0 else None})
+        gt_labels = trace.gt_labels.tolist()
+        for row, tp, iou, gt, o_gt, o_iou in zip(rows, m.true_positive.tolist(), m.iou.tolist(),
+                                                 m.matched_gt.tolist(), m.overlap_gt.tolist(),
+                                                 m.overlap_iou.tolist(), strict=True):
+            g, value = (gt, iou) if tp else (o_gt, o_iou)
+            row.update({"TP": bool(tp), "IoU": round(float(value), 3), "GT #": g if g >= 0 else None,
+                        "GT class": _class_name(trace, gt_labels[g]) if g >= 0 else None})
     return rows
