@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,12 @@ FORMAT = "frcnn-checkpoint/1"
 MAX_WEIGHTS_BYTES: int = 600 * 2**20  # records' uncompressed bytes: vgg16's ~528 MB fit, resnet50_fpn_v2 167 MB
 MAX_RECORD_RATIO: int = 20  # uncompressed : compressed of one deflated record (torch.save stores, 1:1)
 _RATIO_FREE_BYTES = 2**20  # records up to this size are not ratio-checked
+_PROTOCOL_WARNING = r"Detected pickle protocol \d+ in the checkpoint"
+"""torch's weights_only unpickler warns (two lines on stderr) on a pickle protocol other than torch.save's 2,
+before it refuses or loads the file: a crafted file (``pickle.dumps`` writes protocol 4 or 5) would print it
+above our one-line refusal. Ignored around ``torch.load`` only. ``catch_warnings`` saves and restores the
+process's filter list, so with two threads loading at once this one filter may stay in place (harmless), and a
+filter another thread adds during a load may be dropped (Python's caveat for every ``catch_warnings``)."""
 
 
 def save_checkpoint(path: str | os.PathLike, model: str, class_names: list[str], settings: Mapping[str, Any],
@@ -62,7 +69,9 @@ def read_weights_file(path: str | os.PathLike, max_bytes: int = MAX_WEIGHTS_BYTE
         raise FrcnnError(f"{path}: empty file (0 bytes)")
     check_weights_size(path, max_bytes)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PROTOCOL_WARNING, category=UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         what = f"it would load {found.group(1)}" if found else "it holds more than tensors and plain values"
