@@ -14,7 +14,9 @@ to know about it: class names, the anchors it was trained with, its own default 
 
 ``weights``: "auto" (the best available; offline with nothing cached: random weights and a note that says
 which file to put where), "pretrained" (the same, but an error instead of random weights), "random", or a
-path to a checkpoint / state dict (read with ``torch.load(weights_only=True)``).
+path to a checkpoint / state dict (read with ``torch.load(weights_only=True)``); for vgg16 the path may also be
+torchvision's ImageNet VGG-16 file, loaded into the backbone and fc6/fc7 as "auto" does. The server's
+weights folder (:mod:`frcnn.models.weights_folder`) lists such paths per model.
 """
 
 from __future__ import annotations
@@ -325,6 +327,14 @@ def _download(enum: Any, progress: Progress | None = None) -> dict:
 
 def _load_file(spec: ModelSpec, path: Path) -> tuple[FasterRCNN, tuple[str, ...], Settings, str, list[str]]:
     data = read_weights_file(path)
+    if data["format"] is None and spec.backbone_weights is not None and _is_classifier_state(data["state_dict"]):
+        class_names = spec.class_names()  # torchvision's ImageNet file (vgg16-397923af.pth): the backbone's
+        try:
+            module = _vgg_with_backbone_state(spec, class_names, data["state_dict"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise FrcnnError(f"{path}: does not fit {spec.name}'s backbone "
+                             f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        return (module, class_names, spec.defaults, f"backbone {path}", ["box predictor randomly initialised"])
     if data["format"] is None:  # a raw state dict for this architecture
         class_names = spec.class_names()
         num_classes = _num_classes_in(data["state_dict"]) or len(class_names)
@@ -348,6 +358,13 @@ def _load_file(spec: ModelSpec, path: Path) -> tuple[FasterRCNN, tuple[str, ...]
         module = spec.build(len(class_names))
     _load_state(module, data["state_dict"], spec.name, path)
     return module, class_names, defaults, str(path), []
+
+
+def _is_classifier_state(state: dict) -> bool:
+    """A torchvision classification network's state dict (``features.*``, ``classifier.*``), as its ImageNet
+    weights enum publishes it, rather than a detector's."""
+    return "features.0.weight" in state and "classifier.0.weight" in state and not any(
+        k.startswith(("backbone.", "rpn.", "roi_heads.")) for k in state)
 
 
 def _num_classes_in(state: dict) -> int | None:
