@@ -30,7 +30,7 @@ def _page(name: str, sample: str | None = None) -> AppTest:
 
 
 def _metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+    return next(m.value for m in at.metric if m.label == label or m.label.startswith(label + " ("))
 
 
 def _specs(at: AppTest) -> list[dict]:
