@@ -16,6 +16,7 @@ import torch
 from app_pages import _ground_truth as ground_truth
 from app_pages._sessions import session_file, session_key
 from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, url_params
+from app_pages._weights import weights_picker
 from frcnn import FrcnnError, Settings, budget
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
 from frcnn.models import MODEL_NAMES
@@ -102,6 +103,9 @@ def _model_picker() -> tuple[str, str, str]:
         weights = trained.get(label, "auto")
         if label in trained:
             st.sidebar.caption(f"Weights: {label}, trained on the Training page")
+    server_file = weights_picker(name, st.sidebar)  # the operator's weights folder (an upload still wins)
+    if server_file is not None:
+        weights = server_file
     if weights_file is not None:
         data = weights_file.getvalue()
         path = session_file(f"weights-{hashlib.sha1(data).hexdigest()[:16]}.pt", data)  # goes with the session
@@ -221,10 +225,15 @@ def _reset_buttons(defaults: Settings) -> None:
     st.sidebar.header("Settings")
     left, right = st.sidebar.columns(2)
     if left.button("Paper's defaults", help="Every knob back to Ren et al. 2015 (anchors that do not fit the "
-                                            "trained head fall back to the model's, with a note)."):
+                                            "trained head fall back to the model's, with a note; RoI pooling "
+                                            "becomes the paper's RoIPool even for a head trained with RoIAlign)."):
         set_settings(PAPER.replace({"input.min_size": defaults.input.min_size,
                                     "input.max_size": defaults.input.max_size}))
         reset_widgets()
+        if defaults.roi.pool != PAPER.roi.pool:
+            _url_message(f"Paper's defaults: RoI pooling is now the paper's {PAPER.roi.pool}, but this model's box "
+                         f"head was trained with {defaults.roi.pool}, so its detections change ('Model's defaults' "
+                         "brings it back).")
     if right.button("Model's defaults", help="The settings this model was trained with."):
         set_settings(defaults)
         reset_widgets()

@@ -112,3 +112,11 @@ def test_the_trace_json_is_not_built_on_a_rerun(page, monkeypatch):
     at = _app({})
     at.switch_page(f"app_pages/{page}").run()
     assert not at.exception and not calls
+
+
+def test_papers_defaults_say_when_they_change_the_trained_pooling_op():
+    at = _app({})
+    next(b for b in at.sidebar.button if b.label == "Paper's defaults").click().run()
+    assert not at.exception
+    assert at.session_state["settings"].roi.pool == "roi_pool"  # the default model's head: roi_align
+    assert any("trained with roi" in w and "roi" in w for w in _warnings(at)), _warnings(at)
