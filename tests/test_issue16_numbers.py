@@ -107,6 +107,10 @@ def test_sweep_axis_fits_the_values_and_flat_terms_are_explained():
     assert "RoI classifier, RoI box: rpn.fg_iou_thresh does not reach them" in text
     assert "RPN box: the same at these values" in text
     assert why_flat("roi.fg_iou_thresh", []) is None
+    # a proposal setting reaches the RoI terms (through the proposals) but not the RPN's own loss
+    text = why_flat("rpn.nms_thresh", ["rpn_box", "roi_box"])
+    assert "RPN box: rpn.nms_thresh does not reach them" in text and "RoI box: the same at these values" in text
+    assert "does not reach" not in why_flat("input.min_size", ["rpn_box", "roi_box"])
 
 
 # ------------------------------------------------------------------------------------------- item 8

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from frcnn.errors import FrcnnError
 from frcnn.settings import Settings
 from frcnn.stages.losses import Losses
-from frcnn.trace import Trace
+from frcnn.trace import STAGE_SETTINGS, Trace
 from frcnn.viz.common import HIGHLIGHT, PALETTE, with_system_font
 
 TERMS = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
@@ -120,6 +120,8 @@ def y_range(values: Sequence[float | None]) -> list[float]:
 
 # what each term averages over, and the settings that reach it (the other terms stay as they are)
 _RPN_TERMS, _ROI_TERMS = ("rpn_objectness", "rpn_box"), ("roi_classifier", "roi_box")
+_ANCHOR_TARGET_KEYS = frozenset(STAGE_SETTINGS["anchor_targets"])
+_PROPOSAL_KEYS = frozenset(STAGE_SETTINGS["proposals"])
 
 
 def flat_terms(points: Sequence[SweepPoint], rel_tol: float = 1e-6) -> list[str]:
@@ -139,13 +141,16 @@ def why_flat(key: str, terms: Sequence[str]) -> str | None:
     if not terms:
         return None
     names = ", ".join(TERM_LABELS[t] for t in terms)
-    rpn_key = key.startswith("rpn.") and key != "rpn.post_nms_top_n"
-    unreached = [t for t in terms if (t in _ROI_TERMS) == rpn_key]
+    # which terms a key can reach, from the stages that read it: the RPN terms read the anchor targets and the RPN
+    # head; the RoI terms the proposals, the RoI targets and the pooling
+    rpn_only = key in _ANCHOR_TARGET_KEYS  # labels and minibatch of the anchors: not the proposals
+    roi_only = key.startswith("roi.") or key in _PROPOSAL_KEYS  # after the RPN's own loss
+    unreached = [t for t in terms if (rpn_only and t in _ROI_TERMS) or (roi_only and t in _RPN_TERMS)]
     reached = [t for t in terms if t not in unreached]
     parts = []
     if unreached:
         where = ("the RoI terms come from the RoI minibatch, drawn from the proposals, which this setting does "
-                 "not change" if rpn_key else "the RPN terms come from the anchors' minibatch, which this setting "
+                 "not change" if rpn_only else "the RPN terms come from the anchors' minibatch, which this setting "
                  "does not change")
         parts.append(f"{', '.join(TERM_LABELS[t] for t in unreached)}: {key} does not reach them ({where})")
     if reached:
