@@ -25,6 +25,7 @@ import streamlit as st
 import torch
 from streamlit.runtime.state import get_session_state
 
+from app_pages._chart import chart
 from app_pages._sessions import is_session_alive, session_key
 from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
 from frcnn.errors import OUT_OF_MEMORY, is_out_of_memory
@@ -284,18 +285,19 @@ def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace
 # ---------------------------------------------------------------------------------------------- display
 def show_figure(fig: go.Figure, key: str, on_select: str = "ignore", selection_mode: Any = ("points", "box"),
                 filename: str | None = None) -> Any:
-    """Render a figure (presentation styling, PNG download from the toolbar); returns the selection event
-    when ``on_select="rerun"``."""
+    """Render a figure in its slot ``key`` (:mod:`app_pages._chart`: updated in place, the user's zoom kept while
+    the image is the same; presentation styling; PNG download of the view from the toolbar); returns the
+    component's state, whose ``selection`` is the user's, when ``on_select="rerun"``."""
     ctx = context()
     styled(fig, ctx.presentation)
     if ctx.presentation and fig.layout.height:
         fig.update_layout(height=int(fig.layout.height * 1.3))
+    fig.update_layout(uirevision=f"{key}:{ctx.image_name}")  # a new image starts from its whole view
     config = {"displaylogo": False, "scrollZoom": True,
               "toImageButtonOptions": {"format": "png", "filename": filename or key, "scale": 2}}
-    if on_select == "rerun":
-        return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=selection_mode, config=config)
-    st.plotly_chart(fig, key=key, config=config)
-    return None
+    modes = (selection_mode,) if isinstance(selection_mode, str) else tuple(selection_mode)
+    state = chart(fig, key, config=config, selectable=on_select == "rerun", modes=modes)
+    return state if on_select == "rerun" else None
 
 
 def explain(text: str, *formulas: str, expanded: bool = False) -> None:

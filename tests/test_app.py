@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.figures import figures
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
@@ -24,7 +26,7 @@ def test_start_page_traces_the_sample_and_draws_the_pipeline():
     dot = at.get("graphviz_chart")[0].proto.spec
     for word in ("anchors", "inside the image", "proposals after NMS", "detections", "positive"):
         assert word in dot
-    assert len(at.get("plotly_chart")) == 2
+    assert len(figures(at)) == 2
 
 
 def test_backbone_page():

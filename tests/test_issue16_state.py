@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from frcnn.models.registry import DEFAULT_CHECKPOINT
 from frcnn.viz.common import KEPT, POSITIVE
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SCENE = "Synthetic scene 1"
@@ -105,7 +106,7 @@ def test_an_active_upload_says_the_link_does_not_hold_it():
 
 # --------------------------------------------------------------------------------- 5: time per stage
 def _times_spec(at: AppTest) -> dict:
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    specs = figures(at)
     return next(s for s in specs if "ms" in str(s["layout"].get("title", {}).get("text", "")))
 
 

@@ -4,12 +4,13 @@ is said so, raising the positive IoU never adds positives, and the minibatch kee
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
+
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -23,7 +24,7 @@ def _metrics(at) -> dict[str, int | str]:
 
 
 def _spec(at, i: int = 0) -> dict:
-    return json.loads(at.get("plotly_chart")[i].proto.spec)
+    return figures(at)[i]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from app_pages._shared import plain  # user text is shown escaped
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -25,7 +26,7 @@ def _page() -> AppTest:
 def test_two_settings_side_by_side():
     at = _page()
     assert not at.exception, at.exception
-    assert len(at.get("plotly_chart")) == 2
+    assert len(figures(at)) == 2
     diff = _table(at, "setting")
     assert set(diff["setting"]) == {"rpn.nms_thresh", "roi.score_thresh"}
     counts = _table(at, "B - A")
@@ -46,4 +47,4 @@ def test_a_sweep_over_the_image():
     table = _table(at, "roi.score_thresh")
     recall = list(table["recall"])
     assert len(recall) == 8 and recall == sorted(recall, reverse=True)
-    assert len(at.get("plotly_chart")) == 3
+    assert len(figures(at)) == 3

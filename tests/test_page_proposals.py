@@ -3,12 +3,13 @@ says they must on the app's default sample, and the NMS replay steps forward and
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -22,7 +23,7 @@ def at():
 
 
 def _specs(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return figures(at)
 
 
 def _funnel(at) -> dict[str, int]:

@@ -5,7 +5,6 @@ four finite terms and the sweep chart one point per value."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
+
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SCENE = "Synthetic scene 1"  # the default sample: ground truth in the default model's classes
@@ -34,7 +35,7 @@ def _metric(at: AppTest, label: str) -> str:
 
 
 def _specs(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return figures(at)
 
 
 def _title(spec: dict) -> str:

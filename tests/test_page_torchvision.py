@@ -3,12 +3,13 @@ and presentation mode."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["overview.py", "backbone.py", "anchors.py", "anchor_targets.py", "proposals.py", "roi.py", "detections.py",
@@ -35,15 +36,15 @@ def test_every_page_on_mobilenet_fpn(fpn_app, page):
     at = fpn_app.switch_page(f"app_pages/{page}").run()
     assert not at.exception, at.exception
     assert at.session_state["context"].tracer.detector.name == "mobilenet_v3_fpn"
-    assert at.title and at.get("plotly_chart") or page == "overview.py"
+    assert at.title and figures(at) or page == "overview.py"
 
 
 def test_presentation_mode_enlarges_the_figures():
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("app_pages/backbone.py").run()
 
-    normal = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["font"]["size"]
+    normal = figures(at)[0]["layout"]["font"]["size"]
     at.toggle(key="presentation").set_value(True).run()
     assert not at.exception
-    big = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["font"]["size"]
+    big = figures(at)[0]["layout"]["font"]["size"]
     assert big > normal

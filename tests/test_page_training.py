@@ -5,6 +5,7 @@ and leaves no files (the reaper, told by its ``is_alive`` that the session has g
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages._sessions import Reaper, end_session, process_root, remove_stale
 from app_pages._shared import plain  # user text is shown escaped
 from frcnn.jobs import JobQueue, TrainingJob, server_queue
+from tests.figures import figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -52,7 +54,7 @@ def test_train_a_few_steps_and_use_the_model():
     at.run()
     assert not at.exception, at.exception
     assert job.step == 3 and "done: step 3 of 3" in at.get("progress")[0].proto.text
-    curves = at.get("plotly_chart")[0].proto.spec
+    curves = json.dumps(figures(at)[0])
     assert all(term in curves for term in ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box"))
     box = at.selectbox(key="trained_weights")
     chosen = next(o for o in box.options if o.startswith("default-"))

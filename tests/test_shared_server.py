@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.figures import figures
 from tests.test_budget import ATTACKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_each_crafted_link_is_refused_by_the_budget_and_memory_stays_bounded():
         assert any("work budget" in w for w in _warnings(at)), (name, _warnings(at))
         s = at.session_state["settings"]
         assert not all(s.get(k) == s.replace({k: v}).get(k) for k, v in attack.items()), name  # not all applied
-        assert at.get("plotly_chart"), name  # the page traced with what was accepted
+        assert figures(at), name  # the page traced with what was accepted
     # what the accepted part of each link traced stays in the stage cache (bounded at 1 GiB by design); beyond
     # it the server holds no more than the bound
     cached = _stage_cache().size[1] / 2**20 - cached_before

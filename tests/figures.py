@@ -1,0 +1,10 @@
+"""How AppTests read the figures a page shows (app_pages._chart's component: the figure JSON the browser gets)."""
+
+from __future__ import annotations
+
+from app_pages._chart import figure_of
+
+
+def figures(at) -> list[dict]:
+    """Every chart's figure in an AppTest run, in page order."""
+    return [figure_of(e) for e in at.get("bidi_component")]
