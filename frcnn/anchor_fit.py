@@ -11,13 +11,18 @@ and better sizes and ratios suggested by k-means on the boxes' shapes.
 - :func:`suggest_anchors`: a sizes x ratios grid (what ``AnchorGenerator`` makes) from those clusters: the
   cluster shapes' sizes sqrt(w h) and ratios h / w, each grouped by a 1-D k-means in log space.
 
+Long fits (a thousand scenes, an uploaded dataset) run in the background (:mod:`frcnn.fit_jobs`): the fit and the
+k-means take an optional ``progress(done, total)`` callback and a ``should_stop()`` callable, asked before each
+image and each chunk of at most ``CHUNK_IOUS`` IoUs (about 0.2 s on 2 cores), so a cancel answers within about a
+second by raising :class:`FitCancelled`. Chunking the boxes changes nothing: each box's best IoU is its own.
+
 Sizes are in network-input pixels (after the resize), where anchors live. Shapes: G boxes, (G, 2) (w, h).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +33,23 @@ from frcnn.errors import FrcnnError
 from frcnn.settings import Settings
 from frcnn.stages.anchors import grid_for_stride, make_anchors
 from frcnn.stages.preprocess import SIZE_DIVISIBLE, network_scale
+
+FIT_KEYS = ("input.min_size", "input.max_size", "anchors.sizes", "anchors.ratios", "anchors.stride",
+            "rpn.ignore_cross_boundary")  # every setting a fit reads: with the dataset, its cache key
+CHUNK_IOUS = 4_000_000  # IoUs between two should_stop checks: about 0.2 s on a 2-core CPU
+
+Progress = Callable[[int, int], None]  # (done, total)
+ShouldStop = Callable[[], bool]
+
+
+class FitCancelled(FrcnnError):
+    """The caller's ``should_stop`` said stop (cancelled, replaced, its session gone, out of time)."""
+
+
+def check_stop(should_stop: ShouldStop | None) -> None:
+    """Raise :class:`FitCancelled` when ``should_stop`` says so."""
+    if should_stop is not None and should_stop():
+        raise FitCancelled("anchor fit cancelled")
 
 
 @dataclass(frozen=True)
@@ -68,28 +90,40 @@ class AnchorFit:
                 "mean_iou": self.mean_best_iou, "by_size": self.by_size()}
 
 
-def fit_anchors(items: Iterable[tuple[tuple[int, int], Tensor]], settings: Settings) -> AnchorFit:
+def fit_anchors(items: Iterable[tuple[tuple[int, int], Tensor]], settings: Settings,
+                progress: Progress | None = None, should_stop: ShouldStop | None = None) -> AnchorFit:
     """Best-possible recall of ``settings.anchors`` on a dataset.
 
     Args:
         items: per image, ((H, W), boxes (G, 4) in its pixels).
-        settings: ``input`` (the resize) and ``anchors`` (sizes, ratios, stride).
+        settings: ``input`` (the resize) and ``anchors`` (sizes, ratios, stride); the keys in ``FIT_KEYS``.
+        progress: called as ``progress(done, total)`` after each image (``total`` is ``len(items)``, 0 when
+            ``items`` has no length).
+        should_stop: asked before each image and each chunk of boxes; True raises :class:`FitCancelled`.
     """
     a = settings.anchors
+    total = len(items) if isinstance(items, Sized) else 0
     all_boxes, all_best = [], []
-    for (h, w), boxes in items:
-        if len(boxes) == 0:
-            continue
-        f = network_scale((h, w), settings.input)
-        size = (max(1, int(h * f)), max(1, int(w * f)))  # torchvision floors the resized size
-        padded = tuple(math.ceil(v / SIZE_DIVISIBLE) * SIZE_DIVISIBLE for v in size)
-        grid = grid_for_stride(padded, a.stride)
-        anchors = make_anchors([a.sizes], a.ratios, [grid], [a.stride], size)
-        net = boxes.float().reshape(-1, 4) * torch.tensor([size[1] / w, size[0] / h] * 2)
-        cover = anchor_coverage(anchors.boxes, net, None if not settings.rpn.ignore_cross_boundary
-                                else anchors.inside)
-        all_boxes.append(net)
-        all_best.append(cover.best_iou)
+    for done, ((h, w), boxes) in enumerate(items, 1):
+        check_stop(should_stop)
+        if len(boxes):
+            f = network_scale((h, w), settings.input)
+            size = (max(1, int(h * f)), max(1, int(w * f)))  # torchvision floors the resized size
+            padded = tuple(math.ceil(v / SIZE_DIVISIBLE) * SIZE_DIVISIBLE for v in size)
+            grid = grid_for_stride(padded, a.stride)
+            anchors = make_anchors([a.sizes], a.ratios, [grid], [a.stride], size)
+            net = boxes.float().reshape(-1, 4) * torch.tensor([size[1] / w, size[0] / h] * 2)  # (G, 4)
+            usable = anchors.inside if settings.rpn.ignore_cross_boundary else None
+            step = max(1, CHUNK_IOUS // max(1, len(anchors.boxes)))  # boxes a chunk
+            best = []
+            for start in range(0, len(net), step):
+                if start:
+                    check_stop(should_stop)
+                best.append(anchor_coverage(anchors.boxes, net[start:start + step], usable).best_iou)
+            all_boxes.append(net)
+            all_best.append(torch.cat(best))
+        if progress is not None:
+            progress(done, total)
     if not all_boxes:
         raise FrcnnError("anchor fit: the dataset has no ground-truth boxes")
     return AnchorFit(tuple(a.sizes), tuple(a.ratios), a.stride, torch.cat(all_boxes), torch.cat(all_best))
@@ -102,11 +136,13 @@ def shape_iou(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp(min=1e-12)
 
 
-def kmeans_shapes(wh: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor:
+def kmeans_shapes(wh: Tensor, k: int, seed: int = 0, iters: int = 100,
+                  should_stop: ShouldStop | None = None) -> Tensor:
     """k cluster shapes (k, 2) of ``wh`` (G, 2) under the distance 1 - IoU, sorted by area.
 
     k-means++ seeding (a seeded generator, so the result is repeatable), then Lloyd steps with the median
-    of each cluster as its new shape, until the assignment stops changing.
+    of each cluster as its new shape, until the assignment stops changing. ``should_stop`` is asked before
+    each step (:class:`FitCancelled`).
     """
     wh = wh.float().reshape(-1, 2)
     wh = wh[(wh > 0).all(dim=1)]
@@ -115,6 +151,7 @@ def kmeans_shapes(wh: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor
     g = torch.Generator().manual_seed(seed)
     centres = wh[torch.randint(len(wh), (1,), generator=g)]
     while len(centres) < k:
+        check_stop(should_stop)
         d = (1 - shape_iou(wh, centres)).min(dim=1).values  # (G,)
         weights = d.square()
         pick = torch.multinomial(weights, 1, generator=g) if float(weights.sum()) > 0 else \
@@ -122,6 +159,7 @@ def kmeans_shapes(wh: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor
         centres = torch.cat([centres, wh[pick]])
     assign = None
     for _ in range(iters):
+        check_stop(should_stop)
         new = (1 - shape_iou(wh, centres)).argmin(dim=1)  # (G,)
         if assign is not None and torch.equal(new, assign):
             break
@@ -145,17 +183,22 @@ def _kmeans_1d(values: Tensor, k: int) -> list[float]:
     return sorted(float(c) for c in centres)
 
 
-def suggest_anchors(wh: Tensor, num_sizes: int, num_ratios: int, seed: int = 0) -> tuple[tuple[float, ...],
-                                                                                            tuple[float, ...]]:
+def suggest_anchors(wh: Tensor, num_sizes: int, num_ratios: int, seed: int = 0,
+                    should_stop: ShouldStop | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Sizes (px, sqrt(w h)) and ratios (h / w) for a sizes x ratios grid, from k-means on the shapes."""
-    centres = kmeans_shapes(wh, max(num_sizes * num_ratios, num_sizes, num_ratios), seed)
+    centres = kmeans_shapes(wh, max(num_sizes * num_ratios, num_sizes, num_ratios), seed, should_stop=should_stop)
     sizes = [math.exp(v) for v in _kmeans_1d(centres.prod(dim=1).sqrt().log(), num_sizes)]
     ratios = [math.exp(v) for v in _kmeans_1d((centres[:, 1] / centres[:, 0]).log(), num_ratios)]
     return tuple(round(s, 1) for s in sizes), tuple(round(r, 3) for r in ratios)
 
 
-def dataset_items(dataset: Sequence) -> Iterable[tuple[tuple[int, int], Tensor]]:
-    """((H, W), boxes) of every item of a dataset of (image (3, H, W), boxes, labels)."""
+def dataset_items(dataset: Sequence, progress: Progress | None = None,
+                  should_stop: ShouldStop | None = None) -> Iterable[tuple[tuple[int, int], Tensor]]:
+    """((H, W), boxes) of every item of a dataset of (image (3, H, W), boxes, labels); ``progress(done, total)``
+    after each item is made, ``should_stop`` asked before each (:class:`FitCancelled`)."""
     for i in range(len(dataset)):
+        check_stop(should_stop)
         image, boxes, _ = dataset[i]
+        if progress is not None:
+            progress(i + 1, len(dataset))
         yield (int(image.shape[-2]), int(image.shape[-1])), boxes

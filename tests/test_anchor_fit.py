@@ -1,14 +1,27 @@
-"""Anchor fit on a dataset against brute force, and k-means suggestions that help where the anchors don't."""
+"""Anchor fit on a dataset against brute force, and k-means suggestions that help where the anchors don't; the fit
+in chunks with progress and cancel, and its background jobs, queue and cache (frcnn.fit_jobs)."""
 
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
 
-from frcnn.anchor_fit import fit_anchors, kmeans_shapes, shape_iou, suggest_anchors
+from frcnn import anchor_fit, fit_jobs
+from frcnn.anchor_fit import (
+    FitCancelled,
+    check_stop,
+    dataset_items,
+    fit_anchors,
+    kmeans_shapes,
+    shape_iou,
+    suggest_anchors,
+)
+from frcnn.data.dataset import ShapesScenes
 from frcnn.errors import FrcnnError
+from frcnn.fit_jobs import FitCache, FitJob, FitQueue, FitRequest, FitSource, compute_fit, shapes_source
 from frcnn.settings import Settings
 from tests.reference import iou
 
@@ -102,3 +115,132 @@ def test_suggestions_raise_recall_where_the_ratios_do_not_fit():
     after = fit_anchors(items, base.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}))
     assert after.recall(0.7) > before.recall(0.7) + 0.2
     assert after.mean_best_iou > before.mean_best_iou
+
+
+# ------------------------------------------------------------------------------- progress, cancel, jobs
+def test_progress_is_told_per_image_and_the_result_is_the_same():
+    items = _dataset(0)
+    calls = []
+    fit = fit_anchors(items, SETTINGS, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    plain = fit_anchors(items, SETTINGS)
+    assert torch.equal(fit.best_iou, plain.best_iou) and torch.equal(fit.gt_boxes, plain.gt_boxes)
+
+
+def test_a_chunked_fit_asks_should_stop_per_chunk_and_gives_the_same_iou(monkeypatch):
+    """An image of many boxes is matched a chunk of boxes at a time; each box's best IoU is its own."""
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(50, 2, generator=g) * 60
+    items = [((96, 128), torch.cat([xy, xy + torch.rand(50, 2, generator=g) * 40 + 4], dim=1))]
+    whole = fit_anchors(items, SETTINGS)
+    monkeypatch.setattr(anchor_fit, "CHUNK_IOUS", 500)  # a few boxes a chunk
+    asked = []
+
+    def should_stop(after: int | None = None) -> bool:
+        asked.append(1)
+        return after is not None and len(asked) > after
+
+    chunked = fit_anchors(items, SETTINGS, should_stop=should_stop)
+    assert len(asked) > 5 and torch.equal(chunked.best_iou, whole.best_iou)  # one image, many chunks
+    asked.clear()
+    with pytest.raises(FitCancelled):  # inside the one image
+        fit_anchors(items, SETTINGS, should_stop=lambda: should_stop(after=3))
+
+
+def test_cancel_stops_the_fit_and_the_kmeans():
+    items = _dataset(0) * 5
+    calls = []
+    with pytest.raises(FitCancelled):
+        fit_anchors(items, SETTINGS, progress=lambda d, t: calls.append(d), should_stop=lambda: len(calls) >= 4)
+    assert calls == [1, 2, 3, 4]  # it stopped before the fifth image
+    wh = fit_anchors(items, SETTINGS).shapes
+    with pytest.raises(FitCancelled):
+        suggest_anchors(wh, 2, 2, should_stop=lambda: True)
+    assert list(dataset_items(ShapesScenes(3, 0), should_stop=lambda: False))  # asked, not stopped
+    with pytest.raises(FitCancelled):
+        list(dataset_items(ShapesScenes(3, 0), should_stop=lambda: True))
+
+
+def _source(items, key="test:items", gate: threading.Event | None = None, reads=None) -> FitSource:
+    """A dataset of ``items``; with ``gate``, reading waits (asking should_stop) until the gate opens."""
+
+    def read(progress, should_stop):
+        if reads is not None:
+            reads.append(1)
+        while gate is not None and not gate.wait(0.01):
+            check_stop(should_stop)
+        progress(len(items), len(items))
+        return list(items), ("a note",)
+
+    return FitSource(key, "images", len(items), "reading", read)
+
+
+def test_a_job_gives_the_synchronous_fit_and_suggestions():
+    items = _dataset(0)
+    request = FitRequest(_source(items), SETTINGS, 2, 2)
+    job = FitJob("a", request, FitCache())
+    job.join(60)
+    assert job.status == "done", job.error
+    fit = fit_anchors(items, SETTINGS)
+    sizes, ratios = suggest_anchors(fit.shapes, 2, 2)
+    suggested = fit_anchors(items, SETTINGS.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}))
+    r = job.result
+    assert torch.equal(r.fit.best_iou, fit.best_iou) and (r.sizes, r.ratios) == (sizes, ratios)
+    assert torch.equal(r.suggested.best_iou, suggested.best_iou) and r.report == ("a note",) and r.items == 3
+    assert job.progress == ("the suggested anchors", 3, 3) and not job.active
+
+
+def test_the_cache_keeps_each_part_and_a_new_setting_reuses_the_dataset():
+    reads, cache = [], FitCache()
+    request = FitRequest(_source(_dataset(0), reads=reads), SETTINGS, 2, 2)
+    first = compute_fit(request, cache)
+    assert compute_fit(request, cache) is first and cache.result(request) is first and len(reads) == 1
+    more = FitRequest(request.source, SETTINGS, 1, 2)  # only the suggestions differ
+    assert compute_fit(more, cache).fit is first.fit and len(reads) == 1
+    other = FitRequest(request.source, SETTINGS.replace({"anchors.stride": 8}), 2, 2)
+    assert cache.fit(other) is None and compute_fit(other, cache).fit is not first.fit and len(reads) == 1
+    small = FitCache(max_entries=1)
+    compute_fit(request, small)
+    compute_fit(other, small)
+    assert small.result(request) is None and small.result(other) is not None  # the oldest out
+
+
+def test_a_dataset_past_the_box_cap_is_refused(monkeypatch):
+    monkeypatch.setattr(fit_jobs, "MAX_FIT_BOXES", 5)
+    with pytest.raises(FrcnnError, match="12 boxes is over the limit of 5"):
+        compute_fit(FitRequest(_source(_dataset(0)), SETTINGS, 2, 2), FitCache())
+    with pytest.raises(FrcnnError, match="outside 1 to 1,000"):
+        shapes_source(fit_jobs.MAX_SCENES + 1, 0)
+
+
+def test_cancel_a_running_job_and_a_job_whose_session_went():
+    gate = threading.Event()
+    job = FitJob("a", FitRequest(_source(_dataset(0), gate=gate), SETTINGS, 2, 2), FitCache())
+    assert job.active and job.running
+    job.cancel()
+    job.join(30)
+    assert (job.status, job.note, job.result) == ("cancelled", "cancelled", None) and not job.active
+    gone = FitJob("b", FitRequest(_source(_dataset(0), gate=gate), SETTINGS, 2, 2), FitCache(),
+                  is_alive=lambda: False, grace=0)
+    gone.join(30)
+    assert gone.status == "cancelled" and gone.note == "stopped: its session ended"
+
+
+def test_the_queue_runs_a_few_at_once_one_per_owner():
+    gate = threading.Event()
+    queue = FitQueue(max_running=1, max_queued=1)
+    slow = FitRequest(_source(_dataset(0), gate=gate), SETTINGS, 2, 2)
+    first = queue.submit("a", slow)
+    second = queue.submit("b", FitRequest(_source(_dataset(1), key="test:other"), SETTINGS, 2, 2))
+    assert (first.status, second.status) == ("running", "queued") and queue.position(second) == (1, 1)
+    with pytest.raises(FrcnnError, match="queue is full"):
+        queue.submit("c", slow)
+    again = queue.submit("a", slow)  # the owner's settings changed: its old job goes
+    assert first.cancelling and queue.counts() == (1, 2)
+    first.join(30)
+    assert first.status == "cancelled" and first.note == "replaced by a new fit"
+    second.join(60)
+    assert second.status == "done" and again.status == "running"  # in order
+    gate.set()
+    again.join(60)
+    assert again.status == "done" and queue.counts() == (0, 0)

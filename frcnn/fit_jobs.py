@@ -1,0 +1,445 @@
+"""Anchor fits in the background: a :class:`FitJob` draws or reads a dataset and fits the anchors to it
+(:func:`compute_fit`: the current anchors, k-means suggestions, the suggested anchors) in a thread of its own,
+with its progress and a cancel; a :class:`FitQueue` bounds the jobs of a server that many sessions share; a
+:class:`FitCache` keeps what they computed, keyed by the dataset and the settings that matter
+(:data:`frcnn.anchor_fit.FIT_KEYS`), so a page that comes back to a fit shows it at once, and a job reuses the
+drawn scenes and the fit of the current anchors when only the number of suggested sizes or ratios changed.
+
+The bounds of a served app (``server_fit_queue()``), the first set by an environment variable read at import:
+
+- ``FRCNN_MAX_FIT_JOBS`` (default 2): fits running at once on the server; the rest wait in order. A fit is
+  torch over every core, like training, but minutes at most, so two share the cores and a third waits.
+- ``MAX_QUEUED_FITS`` (30): fits waiting; past it a new one is refused. One job per session at a time: a
+  session's new fit (its settings changed) cancels its old one.
+- ``FRCNN_MAX_FIT_MINUTES`` (default 10): a job's run; past it the job stops with a note.
+- ``GONE_GRACE_SECONDS`` (10): a job whose ``is_alive`` (the app: its browser session is connected) has said
+  False for this long stops; a reconnect within it keeps the job.
+- Datasets: at most ``MAX_SCENES`` (1,000) synthetic scenes; an uploaded COCO file is read by
+  :func:`frcnn.data.annotations.load_coco_dataset_boxes` (at most 100,000 images, 10,000 boxes an image, 200 MB
+  of JSON) and refused here past ``MAX_FIT_BOXES`` (1,000,000) boxes in all.
+- The cache: at most ``CACHE_ENTRIES`` datasets, fits and results each, and ``CACHE_BOXES`` boxes in each.
+
+A cancel answers within about a second: the fit asks ``should_stop`` before each image and each chunk of its
+IoUs. Reading an uploaded file is one call that cannot be asked; a cancelled job ends when it returns.
+
+Threads: a job's fields are written by its own thread; its state changes under its own lock; the queue's
+lists change under the queue's lock, which may take a job's lock, never the other way round (a job tells the
+queue it ended after releasing its own). At exit every running job is stopped (``_stop_all``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import threading
+import time
+import traceback
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from frcnn.anchor_fit import (
+    FIT_KEYS,
+    AnchorFit,
+    FitCancelled,
+    Progress,
+    ShouldStop,
+    check_stop,
+    dataset_items,
+    fit_anchors,
+    suggest_anchors,
+)
+from frcnn.data.annotations import load_coco_dataset_boxes
+from frcnn.data.dataset import ShapesScenes
+from frcnn.errors import FrcnnError
+from frcnn.jobs import _env_int, _minutes
+from frcnn.settings import Settings
+
+MAX_RUNNING_FITS = _env_int("FRCNN_MAX_FIT_JOBS", 2)  # fits at once on this server
+MAX_QUEUED_FITS = 30  # waiting; past it a new fit is refused
+MAX_FIT_SECONDS = 60 * _env_int("FRCNN_MAX_FIT_MINUTES", 10)  # a job's run, then it stops
+GONE_GRACE_SECONDS = 10.0  # its session unseen this long: the job stops
+MAX_SCENES = 1_000  # synthetic scenes of one fit (the page's slider stops here)
+MAX_FIT_BOXES = 1_000_000  # ground-truth boxes of one dataset, in all
+CACHE_ENTRIES = 32  # datasets, fits and results, each
+CACHE_BOXES = 4_000_000  # boxes held by each of those (a box of a fit: 20 bytes)
+
+Phase = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class FitSource:
+    """A dataset to fit: its cache key, what its items are ("scenes", "images"), how many (0 until read) and
+    ``read(progress, should_stop) -> (items, report)`` (items: ((H, W), boxes (G, 4)); report: lines to show)."""
+
+    key: str
+    noun: str
+    count: int
+    reading: str  # what reading it is called in the progress
+    read: Callable[[Progress, ShouldStop], tuple[list, tuple[str, ...]]]
+
+
+def shapes_source(n: int, seed: int) -> FitSource:
+    """``n`` synthetic scenes of ``seed``, drawn in the job (at most ``MAX_SCENES``)."""
+    if not 1 <= n <= MAX_SCENES:
+        raise FrcnnError(f"anchor fit: {n:,} scenes is outside 1 to {MAX_SCENES:,}")
+
+    def read(progress: Progress, should_stop: ShouldStop) -> tuple[list, tuple[str, ...]]:
+        return list(dataset_items(ShapesScenes(n, seed), progress, should_stop)), ()
+
+    return FitSource(f"shapes:{n}:{seed}", "scenes", n, "drawing the scenes", read)
+
+
+def coco_source(data: bytes, name: str) -> FitSource:
+    """An uploaded COCO ``annotations.json`` (or a zip holding one), keyed by its content's SHA-1."""
+
+    def read(progress: Progress, should_stop: ShouldStop) -> tuple[list, tuple[str, ...]]:
+        boxes = load_coco_dataset_boxes(data, name=name)
+        check_stop(should_stop)
+        progress(1, 1)
+        return boxes.items, tuple(boxes.report)
+
+    return FitSource(f"upload:{hashlib.sha1(data).hexdigest()}", "images", 0, "reading the annotations", read)
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """What a job computes: the fit of ``settings``' anchors on ``source`` and k-means suggestions of
+    ``num_sizes`` x ``num_ratios``."""
+
+    source: FitSource
+    settings: Settings
+    num_sizes: int
+    num_ratios: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.source.key, self.settings.select(FIT_KEYS), self.num_sizes, self.num_ratios)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A finished fit: the current anchors', the suggested sizes and ratios and theirs, the reader's report."""
+
+    fit: AnchorFit
+    sizes: tuple[float, ...]
+    ratios: tuple[float, ...]
+    suggested: AnchorFit
+    report: tuple[str, ...]
+    items: int  # scenes or images
+
+
+class _Bounded:
+    """A thread-safe LRU map bounded by entries and by the sum of its values' weights."""
+
+    def __init__(self, max_entries: int, max_weight: int) -> None:
+        self.max_entries, self.max_weight = max_entries, max_weight
+        self._lock = threading.Lock()
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            if key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key][0]
+
+    def put(self, key: Hashable, value: Any, weight: int) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+            self._data[key] = (value, weight)
+            while len(self._data) > 1 and (len(self._data) > self.max_entries or
+                                           sum(w for _, w in self._data.values()) > self.max_weight):
+                self._data.popitem(last=False)  # the oldest out; the newest always stays
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class FitCache:
+    """What fit jobs computed, shared by every session: datasets' items by their key, fits by (dataset key,
+    the settings in ``FIT_KEYS``), results by the request's key."""
+
+    def __init__(self, max_entries: int = CACHE_ENTRIES, max_boxes: int = CACHE_BOXES) -> None:
+        self.items = _Bounded(max_entries, max_boxes)
+        self.fits = _Bounded(max_entries, max_boxes)
+        self.results = _Bounded(max_entries, 2 * max_boxes)
+
+    def result(self, request: FitRequest) -> FitResult | None:
+        return self.results.get(request.key)
+
+    def fit(self, request: FitRequest) -> AnchorFit | None:
+        """The fit of the request's own anchors, when it is done (before the suggestions are)."""
+        return self.fits.get((request.source.key, request.settings.select(FIT_KEYS)))
+
+    def clear(self) -> None:
+        for part in (self.items, self.fits, self.results):
+            part.clear()
+
+
+def _fit(cache: FitCache, key: str, items: list, settings: Settings, what: str, phase: Phase,
+         should_stop: ShouldStop) -> AnchorFit:
+    fit_key = (key, settings.select(FIT_KEYS))
+    fit = cache.fits.get(fit_key)
+    if fit is None:
+        fit = fit_anchors(items, settings, lambda done, total: phase(what, done, total), should_stop)
+        cache.fits.put(fit_key, fit, len(fit.best_iou))
+    return fit
+
+
+def compute_fit(request: FitRequest, cache: FitCache, phase: Phase | None = None,
+                should_stop: ShouldStop | None = None) -> FitResult:
+    """The request's result, from the cache or computed (each part cached as it is done). ``phase(what, done,
+    total)`` tells the progress; ``should_stop`` is asked often (:class:`FitCancelled`)."""
+    phase = phase or (lambda what, done, total: None)
+    stop = should_stop or (lambda: False)
+    result = cache.result(request)
+    if result is not None:
+        return result
+    source, s = request.source, request.settings
+    data = cache.items.get(source.key)
+    if data is None:
+        phase(source.reading, 0, source.count)
+        data = source.read(lambda done, total: phase(source.reading, done, total), stop)
+        boxes = sum(len(b) for _, b in data[0])
+        if boxes > MAX_FIT_BOXES:
+            raise FrcnnError(f"anchor fit: {boxes:,} boxes is over the limit of {MAX_FIT_BOXES:,}")
+        cache.items.put(source.key, data, boxes + len(data[0]))
+    items, report = data
+    fit = _fit(cache, source.key, items, s, "the current anchors", phase, stop)
+    phase("k-means on the boxes' shapes", 0, 0)
+    sizes, ratios = suggest_anchors(fit.shapes, request.num_sizes, request.num_ratios, should_stop=stop)
+    suggested = _fit(cache, source.key, items, s.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}),
+                     "the suggested anchors", phase, stop)
+    result = FitResult(fit, sizes, ratios, suggested, report, len(items))
+    cache.results.put(request.key, result, len(fit.best_iou) + len(suggested.best_iou))
+    return result
+
+
+_LIVE: weakref.WeakSet[FitJob] = weakref.WeakSet()  # started jobs, stopped at exit
+
+
+def _stop_all(timeout: float = 5.0) -> None:
+    """At exit: stop every running job and wait up to ``timeout`` seconds in all (a thread left inside torch
+    while the interpreter finalizes aborts the process)."""
+    jobs = [j for j in list(_LIVE) if j.running]
+    for job in jobs:
+        job.cancel("the process stopped")
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        job.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_stop_all)
+
+ACTIVE = ("queued", "running")  # the states in which a job holds its owner's one place
+
+
+class FitJob:
+    """One anchor fit in a background thread.
+
+    ``status``: "queued", "running", "done" (``result``), "failed" (``error``) or "cancelled" (``note`` says
+    why: the Cancel button, a new fit, its session gone, its time). ``progress``: (what, done, total).
+    ``is_alive``: asked while it runs; False for ``grace`` seconds stops it. Built directly, with
+    ``start=True``, a job starts at once and is bound by nothing but its own arguments.
+    """
+
+    def __init__(self, owner: str, request: FitRequest, cache: FitCache, *, is_alive: Callable[[], bool] | None = None,
+                 max_seconds: float | None = None, grace: float = GONE_GRACE_SECONDS, start: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.owner, self.request, self.cache, self.key = owner, request, cache, request.key
+        self.is_alive, self.max_seconds, self.grace, self._clock = is_alive, max_seconds, grace, clock
+        self.status, self.error, self.note = "queued", "", ""
+        self.progress: tuple[str, int, int] = ("queued", 0, request.source.count)
+        self.result: FitResult | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._started_at = 0.0
+        self._gone_since: float | None = None
+        self._queue: FitQueue | None = None
+        self._thread = threading.Thread(target=self._run, name=f"fit-{request.source.key[:40]}", daemon=True)
+        if start:
+            self._start()
+
+    def _start(self) -> bool:
+        """Start the thread unless the job was cancelled meanwhile; True when it started."""
+        with self._lock:
+            if self.status != "queued":
+                return False
+            self.status, self._started_at = "running", self._clock()
+            _LIVE.add(self)
+            self._thread.start()
+            return True
+
+    def _should_stop(self) -> bool:
+        now = self._clock()
+        if self.max_seconds is not None and now - self._started_at > self.max_seconds:
+            self._stop_with(f"stopped after {_minutes(self.max_seconds)}, the limit of a fit on this server")
+        if self.is_alive is not None and not self.is_alive():
+            self._gone_since = now if self._gone_since is None else self._gone_since
+            if now - self._gone_since >= self.grace:
+                self._stop_with("stopped: its session ended")
+        else:
+            self._gone_since = None
+        return self._stop.is_set()
+
+    def _stop_with(self, note: str) -> None:
+        if not self._stop.is_set():
+            self.note = self.note or note
+            self._stop.set()
+
+    def _phase(self, what: str, done: int, total: int) -> None:
+        self.progress = (what, done, total)  # one tuple written at once: a reader sees all of it or none
+
+    def _run(self) -> None:
+        try:
+            self.result = compute_fit(self.request, self.cache, self._phase, self._should_stop)
+            self.status = "done"
+        except FitCancelled:
+            self.status = "cancelled"
+        except FrcnnError as exc:
+            self.error, self.status = str(exc), "failed"
+        except MemoryError:
+            self.error, self.status = "anchor fit: out of memory", "failed"
+        except Exception as exc:  # noqa: BLE001 - a background thread must report, not vanish
+            self.error, self.status = f"{type(exc).__name__}: {exc}", "failed"
+            traceback.print_exc()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if self._queue is not None:
+            self._queue._ended(self)  # the next queued job starts before join() returns
+        self._ended.set()
+
+    def cancel(self, note: str = "cancelled") -> None:
+        """End the job: a queued one never starts, a running one stops at its next check (within about a
+        second); either ends "cancelled" with ``note`` (the first reason given wins)."""
+        with self._lock:
+            self._stop_with(note)
+            if self.status != "queued":
+                return
+            self.status = "cancelled"
+        self._end()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the job has ended (a queued one waits for its turn and its run)."""
+        if self._ended.wait(timeout) and self._thread.ident is not None:
+            self._thread.join(1.0)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the job holds its owner's one place until it has ended."""
+        return self.status in ACTIVE and not self._ended.is_set()
+
+    @property
+    def cancelling(self) -> bool:
+        """Asked to stop, still running until its next check."""
+        return self._stop.is_set() and self.active
+
+
+class FitQueue:
+    """At most ``max_running`` fits run at once, one active job per owner (a new one cancels the old), the rest
+    wait first in, first out (at most ``max_queued``); ``max_seconds`` bounds a job's run and ``grace`` how long
+    its owner may be gone. Results go to ``cache``."""
+
+    def __init__(self, max_running: int = MAX_RUNNING_FITS, max_queued: int = MAX_QUEUED_FITS,
+                 max_seconds: float | None = MAX_FIT_SECONDS, grace: float = GONE_GRACE_SECONDS,
+                 cache: FitCache | None = None) -> None:
+        self.max_running, self.max_queued, self.max_seconds, self.grace = max_running, max_queued, max_seconds, grace
+        self.cache = cache or FitCache()
+        self._lock = threading.Lock()
+        self._running: list[FitJob] = []  # a cancelled job counts until its thread has ended
+        self._waiting: deque[FitJob] = deque()
+
+    def submit(self, owner: str, request: FitRequest, is_alive: Callable[[], bool] | None = None) -> FitJob:
+        """A new job of ``owner``, which cancels the owner's active one; it runs at once if a place is free,
+        else waits. Raises :class:`FrcnnError` when the queue is full (a job that replaces one is let in: the
+        owner already had its place)."""
+        if not owner:
+            raise FrcnnError("anchor fit: a job needs an owner")
+        replaced = self.jobs_of(owner)
+        for old in replaced:
+            old.cancel("replaced by a new fit")
+        job = FitJob(owner, request, self.cache, is_alive=is_alive, max_seconds=self.max_seconds,
+                     grace=self.grace, start=False)
+        with self._lock:
+            full = len(self._running) >= self.max_running and len(self._waiting) >= self.max_queued
+            if full and not replaced:
+                raise FrcnnError(f"anchor fit: the server's queue is full ({len(self._waiting)} fits waiting); "
+                                 "try again later")
+            job._queue = self
+            self._waiting.append(job)
+            self._promote()
+        return job
+
+    def _promote(self) -> None:
+        """Start waiting jobs while places are free (the caller holds the lock)."""
+        while self._waiting and len(self._running) < self.max_running:
+            job = self._waiting.popleft()
+            if job._start():
+                self._running.append(job)
+
+    def _ended(self, job: FitJob) -> None:
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+            if job in self._waiting:
+                self._waiting.remove(job)
+            self._promote()
+
+    def jobs_of(self, owner: str) -> list[FitJob]:
+        """The owner's active jobs (at most one, besides one cancelled and still finishing its chunk)."""
+        with self._lock:
+            return [j for j in (*self._running, *self._waiting) if j.owner == owner and j.active]
+
+    def position(self, job: FitJob) -> tuple[int, int]:
+        """``(k, n)``: the job is k-th of the n jobs waiting; k is 0 when it is not waiting."""
+        with self._lock:
+            waiting = list(self._waiting)
+        return (waiting.index(job) + 1 if job in waiting else 0), len(waiting)
+
+    def counts(self) -> tuple[int, int]:
+        """``(running, waiting)`` jobs of the whole server."""
+        with self._lock:
+            return len(self._running), len(self._waiting)
+
+    def discard_owner(self, owner: str, timeout: float = 5.0) -> list[FitJob]:
+        """Cancel the owner's jobs and wait up to ``timeout`` seconds for each; returns them."""
+        jobs = self.jobs_of(owner)
+        for job in jobs:
+            job.cancel("stopped: its session ended")
+        for job in jobs:
+            job.join(timeout)
+        return jobs
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancel every job and wait up to ``timeout`` seconds in all."""
+        with self._lock:
+            jobs = [*self._waiting, *self._running]
+        for job in jobs:
+            job.cancel("the server stopped")
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            job.join(max(0.0, deadline - time.monotonic()))
+
+
+_SERVER_QUEUE: FitQueue | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def server_fit_queue() -> FitQueue:
+    """The fit queue (and its cache) of this process, with the bounds above; created on first use."""
+    global _SERVER_QUEUE
+    with _SERVER_LOCK:
+        if _SERVER_QUEUE is None:
+            _SERVER_QUEUE = FitQueue()
+        return _SERVER_QUEUE
