@@ -266,9 +266,14 @@ class FitJob:
             self._start()
 
     def _start(self) -> bool:
-        """Start the thread unless the job was cancelled meanwhile; True when it started."""
+        """Start the thread unless the job was cancelled meanwhile or its session has gone (then it ends
+        "cancelled" without telling its queue, which is the caller); True when it started."""
         with self._lock:
             if self.status != "queued":
+                return False
+            if self.is_alive is not None and not self.is_alive():
+                self.status, self.note = "cancelled", self.note or "stopped: its session ended"
+                self._ended.set()
                 return False
             self.status, self._started_at = "running", self._clock()
             _LIVE.add(self)

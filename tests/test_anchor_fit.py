@@ -224,6 +224,13 @@ def test_cancel_a_running_job_and_a_job_whose_session_went():
                   is_alive=lambda: False, grace=0)
     gone.join(30)
     assert gone.status == "cancelled" and gone.note == "stopped: its session ended"
+    alive = {"b": True}
+    running = FitJob("b", FitRequest(_source(_dataset(0), gate=gate), SETTINGS, 2, 2), FitCache(),
+                     is_alive=lambda: alive["b"], grace=0)
+    assert running.running
+    alive["b"] = False  # the tab closed while it ran
+    running.join(30)
+    assert running.status == "cancelled" and running.note == "stopped: its session ended"
 
 
 def test_the_queue_runs_a_few_at_once_one_per_owner():
@@ -244,3 +251,11 @@ def test_the_queue_runs_a_few_at_once_one_per_owner():
     gate.set()
     again.join(60)
     assert again.status == "done" and queue.counts() == (0, 0)
+    gate.clear()
+    busy = queue.submit("a", FitRequest(_source(_dataset(0), gate=gate, key="test:busy"), SETTINGS, 2, 2))
+    left = queue.submit("d", FitRequest(_source(_dataset(1), key="test:left"), SETTINGS, 2, 2), is_alive=lambda: False)
+    assert left.status == "queued"
+    gate.set()
+    busy.join(60)
+    left.join(30)
+    assert left.status == "cancelled" and left.note == "stopped: its session ended"  # its tab closed while it waited
