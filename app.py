@@ -15,7 +15,7 @@ import torch
 
 from app_pages import _ground_truth as ground_truth
 from app_pages._sessions import session_file, session_key
-from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, url_params
+from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, sync_url
 from app_pages._weights import weights_picker
 from frcnn import FrcnnError, Settings, budget
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
@@ -76,12 +76,6 @@ def _cut(value: object, limit: int = 40) -> str:
 
 def _url_message(text: str) -> None:
     st.session_state.setdefault("url_messages", []).append(text)
-
-
-def _write_url(settings: Settings, defaults: Settings) -> None:
-    params = url_params(settings, defaults, model=st.session_state["model"], sample=st.session_state["sample"])
-    if dict(st.query_params.to_dict()) != params:
-        st.query_params.from_dict(params)
 
 
 def _model_picker() -> tuple[str, str, str]:
@@ -255,7 +249,7 @@ if presentation:
 st.session_state["context"] = Context(tracer, image, image_name, gt_boxes, gt_labels, presentation)
 for message in st.session_state.pop("url_messages", []):
     st.warning(plain(message))
-_write_url(st.session_state["settings"], model_defaults)
+sync_url()
 
 # The folder is app_pages/, not pages/: Streamlit serves a pages/ folder as old-style pages until app.py has
 # run once, so a shared link to /proposals on a fresh server would skip the sidebar and its state.

@@ -105,9 +105,22 @@ def _on_widget_change(key: str, to_setting: Any) -> None:
         new = settings().replace({key: to_setting(value)})
         check_budget(new)
         set_settings(new)
+        sync_url()  # a page's widgets rerun only their fragment, not app.py, which writes the URL too
     except FrcnnError as exc:
         st.session_state["settings_message"] = f"Not applied: {exc}"
         st.session_state[WIDGET_PREFIX + key] = _widget_value(settings().get(key))
+
+
+def sync_url() -> None:
+    """The URL's query string from the session's model, sample and settings (what differs from the model's
+    defaults), written only when it changed."""
+    ctx = st.session_state.get("context")
+    if ctx is None or "settings" not in st.session_state:
+        return
+    params = url_params(settings(), ctx.tracer.detector.defaults, model=st.session_state["model"],
+                        sample=st.session_state["sample"])
+    if dict(st.query_params.to_dict()) != params:
+        st.query_params.from_dict(params)
 
 
 def check_budget(new: Settings, gt_count: int | None = None) -> None:

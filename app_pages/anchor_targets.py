@@ -23,49 +23,57 @@ explain(
     r"t_x = \frac{x - x_a}{w_a},\quad t_y = \frac{y - y_a}{h_a},\quad t_w = \log\frac{w}{w_a},\quad "
     r"t_h = \log\frac{h}{h_a}",
 )
-show_settings_message()
-c1, c2, c3 = st.columns(3)
-slider("rpn.fg_iou_thresh", "Positive IoU θfg (≥)", 0.0, 1.0, 0.05, container=c1,
-       help="The paper: 0.7. Must be at least the negative threshold.")
-slider("rpn.bg_iou_thresh", "Negative IoU θbg (<)", 0.0, 1.0, 0.05, container=c1, help="The paper: 0.3.")
-toggle("rpn.allow_low_quality_matches", "Best anchor of each box is positive", container=c2,
-       help="The low-quality rule: every ground-truth box gets at least its best anchor(s), even below θfg.")
-toggle("rpn.ignore_cross_boundary", "Ignore anchors crossing the border", container=c2,
-       help="The paper (training): anchors not wholly inside the image are never labelled.")
-slider("rpn.batch_size_per_image", "Minibatch size", 1, 1024, 1, container=c3, help="The paper: 256.")
-slider("rpn.positive_fraction", "At most this share positive", 0.0, 1.0, 0.05, container=c3, help="The paper: 0.5.")
-slider("rpn.sample_seed", "Sampling seed", 0, 99, 1, container=c2, help="Another draw of the same minibatch rule.")
 
-trace = run_trace(head=False)
-if trace.anchor_targets is None or not len(trace.gt_boxes):
-    st.warning("Anchor targets need ground truth, and this image has none. Upload an annotation file (COCO JSON, "
-               "Pascal VOC XML or YOLO txt) in the sidebar, pick a sample image that has boxes, or draw boxes on "
-               "the **Start** page (box-select on its image).")
+
+def _live() -> None:
+    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
+    and the explanation."""
+    show_settings_message()
+    c1, c2, c3 = st.columns(3)
+    slider("rpn.fg_iou_thresh", "Positive IoU θfg (≥)", 0.0, 1.0, 0.05, container=c1,
+           help="The paper: 0.7. Must be at least the negative threshold.")
+    slider("rpn.bg_iou_thresh", "Negative IoU θbg (<)", 0.0, 1.0, 0.05, container=c1, help="The paper: 0.3.")
+    toggle("rpn.allow_low_quality_matches", "Best anchor of each box is positive", container=c2,
+           help="The low-quality rule: every ground-truth box gets at least its best anchor(s), even below θfg.")
+    toggle("rpn.ignore_cross_boundary", "Ignore anchors crossing the border", container=c2,
+           help="The paper (training): anchors not wholly inside the image are never labelled.")
+    slider("rpn.batch_size_per_image", "Minibatch size", 1, 1024, 1, container=c3, help="The paper: 256.")
+    slider("rpn.positive_fraction", "At most this share positive", 0.0, 1.0, 0.05, container=c3, help="The paper: 0.5.")
+    slider("rpn.sample_seed", "Sampling seed", 0, 99, 1, container=c2, help="Another draw of the same minibatch rule.")
+
+    trace = run_trace(head=False)
+    if trace.anchor_targets is None or not len(trace.gt_boxes):
+        st.warning("Anchor targets need ground truth, and this image has none. Upload an annotation file (COCO JSON, "
+                   "Pascal VOC XML or YOLO txt) in the sidebar, pick a sample image that has boxes, or draw boxes on "
+                   "the **Start** page (box-select on its image).")
+        notes(trace)
+        st.stop()
+
+    counts = target_counts(trace)
+    m = st.columns(5)
+    m[0].metric("Positive", f"{counts['positive']:,}")
+    m[1].metric("Negative", f"{counts['negative']:,}")
+    m[2].metric("Ignored", f"{counts['ignored']:,}")
+    m[3].metric("Sampled positive", f"{counts['sampled_positive']:,}")
+    m[4].metric("Sampled negative", f"{counts['sampled_negative']:,}")
+    if trace.anchors_source == "model":
+        st.info("These are the settings' anchors; the trained RPN head uses the model's own, so its loss is computed "
+                "on those (see the note below).")
+
+    d1, d2 = st.columns(2)
+    neg_boxes = d1.toggle("Draw every negative as a box", key="targets_neg_boxes",
+                          help="Off: one dot per location that holds negatives. On: thousands of faint boxes, slower "
+                               "to pan and zoom.")
+    ign_boxes = d2.toggle("Draw every ignored anchor as a box", key="targets_ign_boxes",
+                          help="Off: one ring per location that holds ignored anchors.")
+    fig = anchor_targets_figure(ctx.image_np, trace, negatives_as_boxes=neg_boxes, ignored_as_boxes=ign_boxes)
+    st.caption("Hover the dot at an anchor's top-left corner for its IoU, matched box, label and tx, ty, tw, th. "
+               "Click legend entries to hide layers.")
+    show_figure(fig, key="targets_image", filename="anchor_targets")
     notes(trace)
-    st.stop()
 
-counts = target_counts(trace)
-m = st.columns(5)
-m[0].metric("Positive", f"{counts['positive']:,}")
-m[1].metric("Negative", f"{counts['negative']:,}")
-m[2].metric("Ignored", f"{counts['ignored']:,}")
-m[3].metric("Sampled positive", f"{counts['sampled_positive']:,}")
-m[4].metric("Sampled negative", f"{counts['sampled_negative']:,}")
-if trace.anchors_source == "model":
-    st.info("These are the settings' anchors; the trained RPN head uses the model's own, so its loss is computed "
-            "on those (see the note below).")
+    st.subheader("Positive anchors")
+    st.dataframe(pd.DataFrame(positive_rows(trace)), hide_index=True, key="targets_positive_table")
 
-d1, d2 = st.columns(2)
-neg_boxes = d1.toggle("Draw every negative as a box", key="targets_neg_boxes",
-                      help="Off: one dot per location that holds negatives. On: thousands of faint boxes, slower "
-                           "to pan and zoom.")
-ign_boxes = d2.toggle("Draw every ignored anchor as a box", key="targets_ign_boxes",
-                      help="Off: one ring per location that holds ignored anchors.")
-fig = anchor_targets_figure(ctx.image_np, trace, negatives_as_boxes=neg_boxes, ignored_as_boxes=ign_boxes)
-st.caption("Hover the dot at an anchor's top-left corner for its IoU, matched box, label and tx, ty, tw, th. "
-           "Click legend entries to hide layers.")
-show_figure(fig, key="targets_image", filename="anchor_targets")
-notes(trace)
 
-st.subheader("Positive anchors")
-st.dataframe(pd.DataFrame(positive_rows(trace)), hide_index=True, key="targets_positive_table")
+st.fragment(_live)()

@@ -15,6 +15,7 @@ from app_pages._shared import (
     show_figure,
     show_settings_message,
     slider,
+    sync_url,
 )
 from frcnn import FrcnnError
 from frcnn.anchor_stats import recall_by_size
@@ -33,6 +34,7 @@ def _apply_scales() -> None:
     try:
         set_settings(settings().replace({"anchors.sizes": sizes}))
         st.session_state.pop("set:anchors.sizes", None)
+        sync_url()
     except FrcnnError as exc:
         st.session_state["settings_message"] = f"Not applied: {exc}"
 
@@ -66,69 +68,79 @@ explain(
     r"A = H_f \cdot W_f \cdot k",
     r"\mathrm{IoU}(a, g) = \frac{|a \cap g|}{|a \cup g|}",
 )
-show_settings_message()
-c1, c2 = st.columns([3, 2])
-with c1:
-    _size_controls()
-with c2:
-    number_list("anchors.ratios", "Ratios (h / w)", RATIOS, help="The paper: 0.5, 1, 2.")
-    slider("anchors.stride", "Stride (px between centres)", 4, 64, 4,
-           help="The backbone's total stride; another value draws anchors the trained RPN head cannot use.")
-trace = run_trace(head=False)
-a = trace.anchors
-counts = anchor_counts(trace)
-m = st.columns(5)
-m[0].metric("Anchors", f"{counts['total']:,}")
-m[1].metric("Inside the image", f"{counts['inside']:,}")
-m[2].metric("Per location (k)", counts["per_location"])
-m[3].metric("Grid (W×H)", counts["grid"])
-m[4].metric("Stride (px)", counts["stride"])
-if trace.anchors_source == "model":
-    st.info("**Proposals do not use these anchors.** The trained RPN head predicts a score and a box for each "
-            "anchor it was trained with, so the RPN proposals (and all after them) use the model's own anchors; "
-            "this page and the anchor targets show the settings' anchors (why, in the note below).")
-notes(trace)
 
-v1, v2, v3, v4 = st.columns(4)
-level = v1.selectbox("Feature level", range(len(a.grid_sizes)), key="anchors_level",
-                     format_func=lambda i: f"level {i} (stride {a.strides[i]})") if len(a.grid_sizes) > 1 else 0
-scope = v1.radio("Draw", ["inside", "all", "location"], key="anchors_scope",
-                 format_func={"all": "all anchors", "inside": "anchors inside the image",
-                              "location": "only the chosen location"}.get)
-colour_by = v2.radio("One colour per", ["size", "ratio"], key="anchors_colour_by", horizontal=True)
-every = v2.slider("Every n-th location", 1, 16, min(16, max(1, 128 // a.strides[level])),  # about 128 px apart
-                  key=f"anchors_every_{a.strides[level]}",
-                  help="Thin the drawing: the anchors of every n-th location in each direction, around the "
-                       "chosen one (1: every location, and every location's centre can be clicked).")
-sizes = v3.multiselect("Show sizes", a.sizes[level], default=a.sizes[level], key=f"anchors_show_sizes_{a.sizes}",
-                       format_func=lambda v: f"{v:g}")
-ratios = v4.multiselect("Show ratios", a.ratios, default=a.ratios, key=f"anchors_show_ratios_{a.ratios}",
-                        format_func=lambda v: f"{v:g}")
 
-selection = (st.session_state.get("anchors_image") or {}).get("selection", {})
-if selection.get("points"):  # a click: remember where, so a redrawn figure keeps the chosen location
-    st.session_state["anchors_point"] = (selection["points"][-1]["x"], selection["points"][-1]["y"])
-point = st.session_state.get("anchors_point")
-cov = coverage(trace, inside_only=trace.settings.rpn.ignore_cross_boundary)
-fig = anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every, cov)
-st.caption("Click an anchor centre (white dot) to see the k anchors of that location (on a large grid every few "
-           "centres are drawn; Every n-th location = 1 draws them all). Sizes are in the network "
-           f"input's pixels; the image is shown at its own size, {1 / trace.preprocess.scale[1]:.2f}× the input.")
-show_figure(fig, key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors")
+def _live() -> None:
+    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
+    and the explanation."""
+    show_settings_message()
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        _size_controls()
+    with c2:
+        number_list("anchors.ratios", "Ratios (h / w)", RATIOS, help="The paper: 0.5, 1, 2.")
+        slider("anchors.stride", "Stride (px between centres)", 4, 64, 4,
+               help="The backbone's total stride; another value draws anchors the trained RPN head cannot use.")
+    trace = run_trace(head=False)
+    a = trace.anchors
+    counts = anchor_counts(trace)
+    m = st.columns(5)
+    m[0].metric("Anchors", f"{counts['total']:,}")
+    m[1].metric("Inside the image", f"{counts['inside']:,}")
+    m[2].metric("Per location (k)", counts["per_location"])
+    m[3].metric("Grid (W×H)", counts["grid"])
+    m[4].metric("Stride (px)", counts["stride"])
+    if trace.anchors_source == "model":
+        st.info("**Proposals do not use these anchors.** The trained RPN head predicts a score and a box for each "
+                "anchor it was trained with, so the RPN proposals (and all after them) use the model's own anchors; "
+                "this page and the anchor targets show the settings' anchors (why, in the note below).")
+    notes(trace)
 
-st.subheader("Best anchor for each ground-truth box")
-if not len(trace.gt_boxes):
-    st.warning("No ground truth for this image: upload an annotation file in the sidebar, or draw boxes on the "
-               "Start page, to see how well these anchors cover the objects.")
-else:
-    r = st.columns(3)
-    r[0].metric("Best-possible recall @ IoU 0.5", f"{cov.recall(0.5):.0%}")
-    r[1].metric("Best-possible recall @ IoU 0.7", f"{cov.recall(0.7):.0%}")
-    r[2].metric("Ground-truth boxes", len(trace.gt_boxes))
-    st.caption("Among " + ("the anchors inside the image (rpn.ignore_cross_boundary is on)"
-                           if trace.settings.rpn.ignore_cross_boundary else "all anchors") + ".")
-    left, right = st.columns([3, 2])
-    left.dataframe(pd.DataFrame(coverage_rows(trace, cov)), hide_index=True, key="anchors_best_table")
-    right.dataframe(pd.DataFrame(recall_by_size(trace.gt_boxes, cov.best_iou)), hide_index=True,
-                    key="anchors_recall_by_size", column_config={c: st.column_config.NumberColumn(format="percent")
-                                                                 for c in ("recall@0.5", "recall@0.7")})
+    v1, v2, v3, v4 = st.columns(4)
+    level = v1.selectbox("Feature level", range(len(a.grid_sizes)), key="anchors_level",
+                         format_func=lambda i: f"level {i} (stride {a.strides[i]})") if len(a.grid_sizes) > 1 else 0
+    scope = v1.radio("Draw", ["inside", "all", "location"], key="anchors_scope",
+                     format_func={"all": "all anchors", "inside": "anchors inside the image",
+                                  "location": "only the chosen location"}.get)
+    colour_by = v2.radio("One colour per", ["size", "ratio"], key="anchors_colour_by", horizontal=True)
+    every_key = f"anchors_every_{a.strides[level]}"
+    every = v2.slider("Every n-th location", 1, 16,  # about 128 px apart, unless the user (or a kept value) chose
+                      None if every_key in st.session_state else min(16, max(1, 128 // a.strides[level])),
+                      key=every_key,
+                      help="Thin the drawing: the anchors of every n-th location in each direction, around the "
+                           "chosen one (1: every location, and every location's centre can be clicked).")
+    sizes = v3.multiselect("Show sizes", a.sizes[level], default=a.sizes[level], key=f"anchors_show_sizes_{a.sizes}",
+                           format_func=lambda v: f"{v:g}")
+    ratios = v4.multiselect("Show ratios", a.ratios, default=a.ratios, key=f"anchors_show_ratios_{a.ratios}",
+                            format_func=lambda v: f"{v:g}")
+
+    selection = (st.session_state.get("anchors_image") or {}).get("selection", {})
+    if selection.get("points"):  # a click: remember where, so a redrawn figure keeps the chosen location
+        st.session_state["anchors_point"] = (selection["points"][-1]["x"], selection["points"][-1]["y"])
+    point = st.session_state.get("anchors_point")
+    cov = coverage(trace, inside_only=trace.settings.rpn.ignore_cross_boundary)
+    fig = anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every, cov)
+    st.caption("Click an anchor centre (white dot) to see the k anchors of that location (on a large grid every few "
+               "centres are drawn; Every n-th location = 1 draws them all). Sizes are in the network "
+               f"input's pixels; the image is shown at its own size, {1 / trace.preprocess.scale[1]:.2f}× the input.")
+    show_figure(fig, key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors")
+
+    st.subheader("Best anchor for each ground-truth box")
+    if not len(trace.gt_boxes):
+        st.warning("No ground truth for this image: upload an annotation file in the sidebar, or draw boxes on the "
+                   "Start page, to see how well these anchors cover the objects.")
+    else:
+        r = st.columns(3)
+        r[0].metric("Best-possible recall @ IoU 0.5", f"{cov.recall(0.5):.0%}")
+        r[1].metric("Best-possible recall @ IoU 0.7", f"{cov.recall(0.7):.0%}")
+        r[2].metric("Ground-truth boxes", len(trace.gt_boxes))
+        st.caption("Among " + ("the anchors inside the image (rpn.ignore_cross_boundary is on)"
+                               if trace.settings.rpn.ignore_cross_boundary else "all anchors") + ".")
+        left, right = st.columns([3, 2])
+        left.dataframe(pd.DataFrame(coverage_rows(trace, cov)), hide_index=True, key="anchors_best_table")
+        right.dataframe(pd.DataFrame(recall_by_size(trace.gt_boxes, cov.best_iou)), hide_index=True,
+                        key="anchors_recall_by_size", column_config={c: st.column_config.NumberColumn(format="percent")
+                                                                     for c in ("recall@0.5", "recall@0.7")})
+
+
+st.fragment(_live)()

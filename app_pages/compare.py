@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages._shared import context, explain, plain, run_trace, settings, show_figure
+from app_pages._shared import context, explain, plain, run_trace, settings, show_figure, show_settings_message, slider
 from frcnn import FrcnnError
 from frcnn.data.dataset import ShapesScenes
 from frcnn.data.shapes import CLASS_NAMES
@@ -30,73 +30,87 @@ explain(
     "the other lacks (no box of the same class at IoU >= 0.9) are drawn in orange. Below, a **sweep** runs one "
     "setting through several values over a set of images and plots what it does to recall and precision.")
 
-a = settings()
-text = st.text_area("B: changes to A, one KEY=VALUE per line", "rpn.nms_thresh=0.5\nroi.score_thresh=0.3",
-                    key="compare_b", help="Any key of `python -m frcnn keys`, e.g. anchors.sizes=64,128,256")
-try:
-    changes = parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:")
-    b = a.replace(changes)
-except FrcnnError as exc:
-    st.error(plain(exc))
-    st.stop()
-diff = b.diff(a)
-if not diff:
-    st.info("B equals A: type a change above.")
-stage = st.radio("Boxes", ["detections", "proposals"], horizontal=True, key="compare_stage")
-trace_a, trace_b = run_trace(a), run_trace(b)
-st.dataframe(pd.DataFrame([{"setting": k, "A": str(va), "B": str(vb)} for k, (vb, va) in diff.items()]),
-             hide_index=True, key="compare_diff")
 
-left, right = st.columns(2)
-for col, name, t, other in ((left, "A", trace_a, trace_b), (right, "B", trace_b, trace_a)):
-    boxes, labels, _ = what_boxes(t, stage)
-    o_boxes, o_labels, _ = what_boxes(other, stage)
-    n_only = int(only_in(boxes, labels, o_boxes, o_labels).sum())
-    with col:
-        st.metric(f"{name}: {stage}", len(boxes), f"{n_only} only in {name}", delta_color="off")
-        show_figure(comparison_figure(ctx.image_np, t, other, stage, f"{name}: {len(boxes)} {stage}"),
-                    key=f"compare_fig_{name}", filename=f"compare_{name}")
+def _live() -> None:
+    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
+    and the explanation."""
 
-counts = pd.DataFrame({"A": trace_a.counts(), "B": trace_b.counts()})
-counts["B - A"] = counts["B"] - counts["A"]
-st.dataframe(counts.style.apply(lambda row: ["background-color: #ffe0b2" if row["B - A"] else "" for _ in row],
-                                axis=1), key="compare_counts")
-if trace_a.losses is not None and trace_b.losses is not None:
-    la, lb = trace_a.losses.as_dict(), trace_b.losses.as_dict()
-    st.dataframe(pd.DataFrame({"A": la, "B": lb}).T, key="compare_losses")
+    c1, c2 = st.columns(2)
+    slider("rpn.nms_thresh", "A: RPN NMS IoU", 0.0, 1.0, 0.05, container=c1,
+           help="A's own setting (the session's); B follows it unless B's changes name it.")
+    slider("roi.score_thresh", "A: score threshold", 0.0, 1.0, 0.01, container=c2,
+           help="A's own setting (the session's); B follows it unless B's changes name it.")
+    show_settings_message()
+    a = settings()
+    text = st.text_area("B: changes to A, one KEY=VALUE per line", "rpn.nms_thresh=0.5\nroi.score_thresh=0.3",
+                        key="compare_b", help="Any key of `python -m frcnn keys`, e.g. anchors.sizes=64,128,256")
+    try:
+        changes = parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:")
+        b = a.replace(changes)
+    except FrcnnError as exc:
+        st.error(plain(exc))
+        st.stop()
+    diff = b.diff(a)
+    if not diff:
+        st.info("B equals A: type a change above.")
+    stage = st.radio("Boxes", ["detections", "proposals"], horizontal=True, key="compare_stage")
+    trace_a, trace_b = run_trace(a), run_trace(b)
+    st.dataframe(pd.DataFrame([{"setting": k, "A": str(va), "B": str(vb)} for k, (vb, va) in diff.items()]),
+                 hide_index=True, key="compare_diff")
 
-st.subheader("Sweep")
-c1, c2, c3 = st.columns([2, 2, 1])
-kind = c1.selectbox("What", list(SWEEPS), key="sweep_kind")
-shapes_model = ctx.class_names == CLASS_NAMES
-sources = ["image"] + (["scenes"] if shapes_model else [])
-source = c2.radio("Over", sources, horizontal=True, key="sweep_source",
-                  format_func={"image": "this image (needs ground truth)", "scenes": "synthetic scenes"}.get)
-n = c3.number_input("Scenes", 2, 200, 10, key="sweep_n", disabled=source != "scenes")
-key, values = SWEEPS[kind]
-if st.button("Run the sweep", key="sweep_run", type="primary"):
-    if source == "image":
-        if ctx.gt_boxes is None or not len(ctx.gt_boxes):
-            st.error("This image has no ground truth: load an annotation file or draw boxes on the Start page.")
-            st.stop()
-        labels = ctx.gt_labels if ctx.gt_labels is not None else torch.ones(len(ctx.gt_boxes), dtype=torch.int64)
-        items = [(ctx.image, ctx.gt_boxes, labels)]
-    else:
-        scenes = ShapesScenes(int(n), 1)
-        items = [scenes[i] for i in range(len(scenes))]
-    bar = st.progress(0.0, text=f"Sweeping {key} over {len(items)} image(s)...")
+    left, right = st.columns(2)
+    for col, name, t, other in ((left, "A", trace_a, trace_b), (right, "B", trace_b, trace_a)):
+        boxes, labels, _ = what_boxes(t, stage)
+        o_boxes, o_labels, _ = what_boxes(other, stage)
+        n_only = int(only_in(boxes, labels, o_boxes, o_labels).sum())
+        with col:
+            st.metric(f"{name}: {stage}", len(boxes), f"{n_only} only in {name}", delta_color="off")
+            show_figure(comparison_figure(ctx.image_np, t, other, stage, f"{name}: {len(boxes)} {stage}"),
+                        key=f"compare_fig_{name}", filename=f"compare_{name}")
 
-    def progress(done: float) -> None:
-        bar.progress(done)
+    counts = pd.DataFrame({"A": trace_a.counts(), "B": trace_b.counts()})
+    counts["B - A"] = counts["B"] - counts["A"]
+    st.dataframe(counts.style.apply(lambda row: ["background-color: #ffe0b2" if row["B - A"] else "" for _ in row],
+                                    axis=1), key="compare_counts")
+    if trace_a.losses is not None and trace_b.losses is not None:
+        la, lb = trace_a.losses.as_dict(), trace_b.losses.as_dict()
+        st.dataframe(pd.DataFrame({"A": la, "B": lb}).T, key="compare_losses")
 
-    if key == "rpn.post_nms_top_n":
-        result = proposal_recall_sweep(ctx.tracer, items, a, values, progress=progress)
-    else:
-        result = detection_sweep(ctx.tracer, items, a, key, values, progress=progress)
-    bar.empty()
-    st.session_state["sweep_result"] = result
-result = st.session_state.get("sweep_result")
-if result is not None:
-    metrics = ("recall",) if result.key == "rpn.post_nms_top_n" else ("precision", "recall")
-    show_figure(sweep_figure(result, metrics), key="sweep_figure", filename="sweep")
-    st.dataframe(pd.DataFrame({result.key: result.values, **result.metrics}), hide_index=True, key="sweep_table")
+    st.subheader("Sweep")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    kind = c1.selectbox("What", list(SWEEPS), key="sweep_kind")
+    shapes_model = ctx.class_names == CLASS_NAMES
+    sources = ["image"] + (["scenes"] if shapes_model else [])
+    source = c2.radio("Over", sources, horizontal=True, key="sweep_source",
+                      format_func={"image": "this image (needs ground truth)", "scenes": "synthetic scenes"}.get)
+    n = c3.number_input("Scenes", 2, 200, 10, key="sweep_n", disabled=source != "scenes")
+    key, values = SWEEPS[kind]
+    if st.button("Run the sweep", key="sweep_run", type="primary"):
+        if source == "image":
+            if ctx.gt_boxes is None or not len(ctx.gt_boxes):
+                st.error("This image has no ground truth: load an annotation file or draw boxes on the Start page.")
+                st.stop()
+            labels = ctx.gt_labels if ctx.gt_labels is not None else torch.ones(len(ctx.gt_boxes), dtype=torch.int64)
+            items = [(ctx.image, ctx.gt_boxes, labels)]
+        else:
+            scenes = ShapesScenes(int(n), 1)
+            items = [scenes[i] for i in range(len(scenes))]
+        bar = st.progress(0.0, text=f"Sweeping {key} over {len(items)} image(s)...")
+
+        def progress(done: float) -> None:
+            bar.progress(done)
+
+        if key == "rpn.post_nms_top_n":
+            result = proposal_recall_sweep(ctx.tracer, items, a, values, progress=progress)
+        else:
+            result = detection_sweep(ctx.tracer, items, a, key, values, progress=progress)
+        bar.empty()
+        st.session_state["sweep_result"] = result
+    result = st.session_state.get("sweep_result")
+    if result is not None:
+        metrics = ("recall",) if result.key == "rpn.post_nms_top_n" else ("precision", "recall")
+        show_figure(sweep_figure(result, metrics), key="sweep_figure", filename="sweep")
+        st.dataframe(pd.DataFrame({result.key: result.values, **result.metrics}), hide_index=True, key="sweep_table")
+
+
+st.fragment(_live)()

@@ -20,57 +20,67 @@ explain(
     r"\hat w = w_a\, e^{t_w/5},\ \hat h = h_a\, e^{t_h/5}",
     r"\text{precision} = \frac{TP}{TP + FP}\qquad \text{recall} = \frac{TP}{TP + \text{misses}}",
 )
-c = st.columns(5)
-slider("roi.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c[0])
-slider("roi.nms_thresh", "NMS IoU (per class)", 0.0, 1.0, 0.05, container=c[1])
-slider("roi.detections_per_img", "Detections per image", 1, 300, 1, container=c[2])
-iou = c[3].slider("Match IoU for TP / FP", 0.1, 0.95, 0.5, 0.05, key="det_iou",
-                  help="Not a detector setting: how much a detection must overlap a GT box of its class to count.")
-min_score = c[4].slider("Draw scores from", 0.0, 1.0, 0.5, 0.05, key="det_min_score",
-                        help="Not a detector setting: the figure draws the detections scoring at least this, and "
-                             "scores them (TP / FP / missed). The score threshold keeps the paper's low scores "
-                             "(0.05, which mAP needs); the others stay in the figure's legend.")
-show_settings_message()
-trace = run_trace()
-d = trace.detections
-steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in d.counts.items())
-st.caption(f"(RoI, class) pairs left after each step: {steps}")
-thresh = trace.settings.roi.score_thresh
-drawn = int((d.scores >= min_score).sum())
-m = st.columns(4)
-m[0].metric("Detections", len(d.boxes), help=f"every detection the head kept: score ≥ {thresh:g} (the score "
-            "threshold), after NMS and the top-K")
-if len(trace.gt_boxes):
-    every = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou)
-    keep = d.scores >= min_score
-    shown = match_detections(d.boxes[keep], d.scores[keep], d.labels[keep], trace.gt_boxes, trace.gt_labels, iou)
-    tp = int(every.true_positive.sum())
-    m[1].metric("True positives", tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
-    m[2].metric("False positives", len(d.boxes) - tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
-    m[3].metric("Missed GT boxes", int(every.missed.sum()), help=f"of {len(trace.gt_boxes)}, by all "
-                f"{len(d.boxes)} detections")
-    p = st.columns(4)
-    p[0].metric(f"Precision (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.precision:.2f}")
-    p[1].metric(f"Recall (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.recall:.2f}")
-    p[2].metric(f"Precision (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.precision:.2f}",
-                help="the figure's: the detections scoring at least \"Draw scores from\"")
-    p[3].metric(f"Recall (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.recall:.2f}",
-                help="the figure's: the detections scoring at least \"Draw scores from\"")
-else:
-    st.info("No ground truth for this image, so detections are coloured by class. To score them (TP / FP / "
-            "misses, precision, recall), add boxes on the **Start** page or upload an annotation file in the sidebar.")
-hidden = len(d.boxes) - drawn
-if hidden:
-    st.caption(f"{hidden} of {len(d.boxes)} detections score under {min_score:g} and are not drawn (the legend's "
-               f"\"scoring under {min_score:g}\" shows them); the figure's title scores the {drawn} drawn.")
-note = pool_note(ctx.tracer.detector.defaults.roi.pool, trace.settings.roi.pool)
-if note:
-    st.warning(note)
-show_figure(detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
-            filename="detections")
-st.subheader("Detections, best first")
-st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
-if len(trace.gt_boxes):
-    st.caption("IoU and GT #: a true positive's matched GT box; a false positive's most overlapping GT box of any "
-               "class (its class is in GT class: a box of a class the model does not know is never a true positive).")
-notes(trace)
+
+
+def _live() -> None:
+    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
+    and the explanation."""
+    c = st.columns(5)
+    slider("roi.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c[0])
+    slider("roi.nms_thresh", "NMS IoU (per class)", 0.0, 1.0, 0.05, container=c[1])
+    slider("roi.detections_per_img", "Detections per image", 1, 300, 1, container=c[2])
+    iou = c[3].slider("Match IoU for TP / FP", 0.1, 0.95, 0.5, 0.05, key="det_iou",
+                      help="Not a detector setting: how much a detection must overlap a GT box of its class to count.")
+    min_score = c[4].slider("Draw scores from", 0.0, 1.0, 0.5, 0.05, key="det_min_score",
+                            help="Not a detector setting: the figure draws the detections scoring at least this, and "
+                                 "scores them (TP / FP / missed). The score threshold keeps the paper's low scores "
+                                 "(0.05, which mAP needs); the others stay in the figure's legend.")
+    show_settings_message()
+    trace = run_trace()
+    d = trace.detections
+    steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in d.counts.items())
+    st.caption(f"(RoI, class) pairs left after each step: {steps}")
+    thresh = trace.settings.roi.score_thresh
+    drawn = int((d.scores >= min_score).sum())
+    m = st.columns(4)
+    m[0].metric("Detections", len(d.boxes), help=f"every detection the head kept: score ≥ {thresh:g} (the score "
+                "threshold), after NMS and the top-K")
+    if len(trace.gt_boxes):
+        every = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou)
+        keep = d.scores >= min_score
+        shown = match_detections(d.boxes[keep], d.scores[keep], d.labels[keep], trace.gt_boxes, trace.gt_labels, iou)
+        tp = int(every.true_positive.sum())
+        m[1].metric("True positives", tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
+        m[2].metric("False positives", len(d.boxes) - tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
+        m[3].metric("Missed GT boxes", int(every.missed.sum()), help=f"of {len(trace.gt_boxes)}, by all "
+                    f"{len(d.boxes)} detections")
+        p = st.columns(4)
+        p[0].metric(f"Precision (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.precision:.2f}")
+        p[1].metric(f"Recall (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.recall:.2f}")
+        p[2].metric(f"Precision (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.precision:.2f}",
+                    help="the figure's: the detections scoring at least \"Draw scores from\"")
+        p[3].metric(f"Recall (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.recall:.2f}",
+                    help="the figure's: the detections scoring at least \"Draw scores from\"")
+    else:
+        st.info("No ground truth for this image, so detections are coloured by class. To score them (TP / FP / "
+                "misses, precision, recall), add boxes on the **Start** page or upload an annotation file in the "
+                "sidebar.")
+    hidden = len(d.boxes) - drawn
+    if hidden:
+        st.caption(f"{hidden} of {len(d.boxes)} detections score under {min_score:g} and are not drawn (the legend's "
+                   f"\"scoring under {min_score:g}\" shows them); the figure's title scores the {drawn} drawn.")
+    note = pool_note(ctx.tracer.detector.defaults.roi.pool, trace.settings.roi.pool)
+    if note:
+        st.warning(note)
+    show_figure(detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
+                filename="detections")
+    st.subheader("Detections, best first")
+    st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
+    if len(trace.gt_boxes):
+        st.caption("IoU and GT #: a true positive's matched GT box; a false positive's most overlapping GT box of any "
+                   "class (its class is in GT class: a box of a class the model does not know is never a true "
+                   "positive).")
+    notes(trace)
+
+
+st.fragment(_live)()

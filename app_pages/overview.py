@@ -50,7 +50,7 @@ with left:
     if hidden:
         st.caption(f"Drawn: the detections scoring at least {DRAW_FROM:g}; the legend's \"scoring under "
                    f"{DRAW_FROM:g}\" shows the other {hidden} (the Detections page draws from any score).")
-    event = show_figure(fig, key="overview_image", on_select="rerun", selection_mode=("box",),
+    show_figure(fig, key="overview_image", on_select="rerun", selection_mode=("box",),
                         filename="detections")
 with right:
     st.subheader("Time per stage")
@@ -58,50 +58,58 @@ with right:
     notes(trace)
     download_trace(trace)
 
-st.subheader("Ground truth")
-st.caption("Select a rectangle on the image (box select in the figure's toolbar) to add a box; edit or delete "
-           "rows below; or promote the detections above a score.")
-names = list(ctx.class_names[1:])
-cls = st.selectbox("Class of a new box", names, key="gt_class")
-boxes = ctx.gt_boxes if ctx.gt_boxes is not None else torch.zeros(0, 4)
-labels = ctx.gt_labels if ctx.gt_labels is not None else torch.zeros(0, dtype=torch.int64)
-selection = getattr(event, "selection", None) if event is not None else None
-new_box = None
-if selection and selection.get("box"):
-    box = selection["box"][-1]
-    xs, ys = sorted(box["x"]), sorted(box["y"])
-    new_box = (round(xs[0], 1), round(ys[0], 1), round(xs[-1], 1), round(ys[-1], 1))
-image_key = st.session_state[ground_truth.CURRENT]  # edits below are this image's ground truth only
-if new_box is not None and st.session_state.get("last_drawn") != (image_key, new_box):
-    st.session_state["last_drawn"] = (image_key, new_box)
-    h, w = ctx.image.shape[-2:]
-    b = torch.tensor([new_box]).clamp(min=0)
-    b[:, 0::2] = b[:, 0::2].clamp(max=w)
-    b[:, 1::2] = b[:, 1::2].clamp(max=h)
-    if float((b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1])) > 1:
-        new_label = torch.tensor([names.index(cls) + 1])
-        ground_truth.put_current(torch.cat([boxes, b]), torch.cat([labels, new_label]))
+
+def _ground_truth() -> None:
+    """The ground-truth editor: its widgets rerun only this part (st.fragment); a change to the ground truth reruns
+    the page (st.rerun), whose every stage then traces with it."""
+    st.subheader("Ground truth")
+    st.caption("Select a rectangle on the image (box select in the figure's toolbar) to add a box; edit or delete "
+               "rows below; or promote the detections above a score.")
+    names = list(ctx.class_names[1:])
+    cls = st.selectbox("Class of a new box", names, key="gt_class")
+    boxes = ctx.gt_boxes if ctx.gt_boxes is not None else torch.zeros(0, 4)
+    labels = ctx.gt_labels if ctx.gt_labels is not None else torch.zeros(0, dtype=torch.int64)
+    selection = (st.session_state.get("overview_image") or {}).get("selection")  # the figure's box
+    new_box = None
+    if selection and selection.get("box"):
+        box = selection["box"][-1]
+        xs, ys = sorted(box["x"]), sorted(box["y"])
+        new_box = (round(xs[0], 1), round(ys[0], 1), round(xs[-1], 1), round(ys[-1], 1))
+    image_key = st.session_state[ground_truth.CURRENT]  # edits below are this image's ground truth only
+    if new_box is not None and st.session_state.get("last_drawn") != (image_key, new_box):
+        st.session_state["last_drawn"] = (image_key, new_box)
+        h, w = ctx.image.shape[-2:]
+        b = torch.tensor([new_box]).clamp(min=0)
+        b[:, 0::2] = b[:, 0::2].clamp(max=w)
+        b[:, 1::2] = b[:, 1::2].clamp(max=h)
+        if float((b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1])) > 1:
+            new_label = torch.tensor([names.index(cls) + 1])
+            ground_truth.put_current(torch.cat([boxes, b]), torch.cat([labels, new_label]))
+            st.rerun()
+    table = pd.DataFrame({"class": [ctx.class_names[i] if 0 < i < len(ctx.class_names) else str(i)
+                                    for i in labels.tolist()],
+                          "x1": boxes[:, 0].tolist(), "y1": boxes[:, 1].tolist(), "x2": boxes[:, 2].tolist(),
+                          "y2": boxes[:, 3].tolist()})
+    edited = st.data_editor(table, num_rows="dynamic", key=f"gt_table:{image_key}", hide_index=True,
+                            column_config={"class": st.column_config.SelectboxColumn(options=names, required=True)})
+    c1, c2, c3 = st.columns(3)
+    if c1.button("Apply table edits", key="gt_apply"):
+        rows = edited.dropna()
+        valid = rows[(rows.x2 > rows.x1) & (rows.y2 > rows.y1) & rows["class"].isin(names)]
+        table_boxes = torch.tensor(valid[["x1", "y1", "x2", "y2"]].to_numpy(), dtype=torch.float32).reshape(-1, 4)
+        table_labels = torch.tensor([names.index(c) + 1 for c in valid["class"]], dtype=torch.int64)
+        ground_truth.put_current(table_boxes, table_labels)
+        if len(valid) < len(edited):
+            st.session_state["settings_message"] = f"Dropped {len(edited) - len(valid)} incomplete or empty rows."
         st.rerun()
-table = pd.DataFrame({"class": [ctx.class_names[i] if 0 < i < len(ctx.class_names) else str(i)
-                                for i in labels.tolist()],
-                      "x1": boxes[:, 0].tolist(), "y1": boxes[:, 1].tolist(), "x2": boxes[:, 2].tolist(),
-                      "y2": boxes[:, 3].tolist()})
-edited = st.data_editor(table, num_rows="dynamic", key=f"gt_table:{image_key}", hide_index=True,
-                        column_config={"class": st.column_config.SelectboxColumn(options=names, required=True)})
-c1, c2, c3 = st.columns(3)
-if c1.button("Apply table edits", key="gt_apply"):
-    rows = edited.dropna()
-    valid = rows[(rows.x2 > rows.x1) & (rows.y2 > rows.y1) & rows["class"].isin(names)]
-    table_boxes = torch.tensor(valid[["x1", "y1", "x2", "y2"]].to_numpy(), dtype=torch.float32).reshape(-1, 4)
-    ground_truth.put_current(table_boxes, torch.tensor([names.index(c) + 1 for c in valid["class"]], dtype=torch.int64))
-    if len(valid) < len(edited):
-        st.session_state["settings_message"] = f"Dropped {len(edited) - len(valid)} incomplete or empty rows."
-    st.rerun()
-threshold = c2.slider("Promote detections scoring at least", 0.0, 1.0, 0.5, 0.05, key="promote_thresh")
-if c2.button("Promote detections to ground truth", key="gt_promote"):
-    keep = trace.detections.scores >= threshold
-    ground_truth.put_current(trace.detections.boxes[keep].cpu(), trace.detections.labels[keep].cpu())
-    st.rerun()
-if c3.button("Clear ground truth", key="gt_clear"):
-    ground_truth.put_current(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
-    st.rerun()
+    threshold = c2.slider("Promote detections scoring at least", 0.0, 1.0, 0.5, 0.05, key="promote_thresh")
+    if c2.button("Promote detections to ground truth", key="gt_promote"):
+        keep = trace.detections.scores >= threshold
+        ground_truth.put_current(trace.detections.boxes[keep].cpu(), trace.detections.labels[keep].cpu())
+        st.rerun()
+    if c3.button("Clear ground truth", key="gt_clear"):
+        ground_truth.put_current(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+        st.rerun()
+
+
+st.fragment(_ground_truth)()

@@ -28,86 +28,96 @@ explain(
     r"\text{NMS: } b_j \text{ is suppressed by a kept } b_i \text{ with } s_i \ge s_j "
     r"\iff \mathrm{IoU}(b_i, b_j) > \tau_{\mathrm{NMS}}",
 )
-trace = run_trace(head=False)
-levels = len(trace.rpn.objectness_maps)
-c1, c2, c3, c4, c5 = st.columns(5)
-slider("rpn.pre_nms_top_n", "Pre-NMS top-N" + (" per level" if levels > 1 else ""), 10,
-       max(trace.rpn.num_per_level), 10, container=c1, help="Best-scoring anchors decoded before NMS.")
-slider("rpn.nms_thresh", "NMS IoU threshold", 0.0, 1.0, 0.05, container=c2,
-       help="A box is suppressed if its IoU with a better kept box is above this (1 = no NMS).")
-slider("rpn.post_nms_top_n", "Post-NMS top-N", 1, max(2, settings().rpn.pre_nms_top_n), 1, container=c3,
-       help="Proposals kept after NMS (paper: 300 at test time); at most the pre-NMS top-N.")
-slider("rpn.min_size", "Min size (input px)", 0.0, 64.0, 1.0, container=c4,
-       help="Boxes with a side below this, in network-input pixels, are dropped.")
-slider("rpn.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c5,
-       help="Boxes with P(object) below this are dropped.")
-show_settings_message()
-notes(trace)
-
-left, right = st.columns([3, 2])
-with left:
-    a, b, c = st.columns([2, 3, 2])
-    reduce = a.selectbox("Objectness of a location", REDUCTIONS, key="prop_reduce",
-                         help="The k anchors' P(object) at a location: their max or their mean.")
-    level = b.selectbox("FPN level", range(levels), key="prop_level", format_func=lambda i: level_label(trace, i),
-                        disabled=levels == 1)
-    stretch = c.toggle("Stretch colours", key="prop_stretch", help="Colours span the map's own range, not [0, 1].")
-    show_figure(objectness_figure(ctx.image_np, trace, level, reduce, stretch), key="prop_objectness",
-                filename="objectness")
-with right:
-    show_figure(funnel_figure(trace.proposals.counts, trace.settings.rpn, levels), key="prop_funnel",
-                filename="proposal_funnel")
-    if len(trace.gt_boxes):
-        recall = recall_at(trace.proposals.boxes, trace.gt_boxes, (0.5, 0.7))
-        m1, m2 = st.columns(2)
-        m1.metric("Recall of GT at IoU 0.5", f"{recall[0.5]:.0%}")
-        m2.metric("Recall of GT at IoU 0.7", f"{recall[0.7]:.0%}")
-        show_figure(recall_figure(trace), key="prop_recall", filename="proposal_recall")
-    else:
-        st.caption("No ground truth for this image: add some on the start page to see the recall of the proposals.")
-
-st.subheader("Proposals before and after NMS")
-a, b = st.columns([3, 1])
-top_n = a.slider("Boxes drawn per layer (best first)", 1, 300, 30, key="prop_top_n",
-                 help="Only the best boxes of each layer are drawn, for readability; click a legend entry to hide it.")
-shade = b.toggle("Opacity by P(object)", value=True, key="prop_shade")
-show_figure(proposals_figure(ctx.image_np, trace, top_n, shade), key="prop_boxes", filename="proposals")
-
-st.subheader("NMS step by step")
-st.caption("Greedy NMS replayed on the best M candidates" + (" of the chosen FPN level" if levels > 1 else "")
-           + f" at IoU {trace.settings.rpn.nms_thresh:g}: each step keeps the best box left and removes the boxes "
-           "that overlap it too much. The boxes kept are exactly torchvision's `nms` on these candidates.")
-a, b = st.columns([3, 1])
-m = a.slider("Candidates to replay (M)", 5, 60, 20, key="nms_m")
-zoom = b.toggle("Zoom to the step", value=False, key="nms_zoom")
-idx = top_candidates(trace.proposals.pre_nms_scores, m, trace.proposals.pre_nms_level, level if levels > 1 else None)
-boxes, scores = trace.proposals.pre_nms_boxes.cpu()[idx], trace.proposals.pre_nms_scores.cpu()[idx]
-steps = replay(boxes, scores, trace.settings.rpn.nms_thresh)
-if not steps:
-    st.info("No candidates to replay: the filters above left none.")
-    st.stop()
 
 
-def _move(delta: int) -> None:
-    st.session_state["nms_step"] = min(max(1, st.session_state.get("nms_step", 1) + delta), len(steps))
+def _live() -> None:
+    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
+    and the explanation."""
+    trace = run_trace(head=False)
+    levels = len(trace.rpn.objectness_maps)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    slider("rpn.pre_nms_top_n", "Pre-NMS top-N" + (" per level" if levels > 1 else ""), 10,
+           max(trace.rpn.num_per_level), 10, container=c1, help="Best-scoring anchors decoded before NMS.")
+    slider("rpn.nms_thresh", "NMS IoU threshold", 0.0, 1.0, 0.05, container=c2,
+           help="A box is suppressed if its IoU with a better kept box is above this (1 = no NMS).")
+    slider("rpn.post_nms_top_n", "Post-NMS top-N", 1, max(2, settings().rpn.pre_nms_top_n), 1, container=c3,
+           help="Proposals kept after NMS (paper: 300 at test time); at most the pre-NMS top-N.")
+    slider("rpn.min_size", "Min size (input px)", 0.0, 64.0, 1.0, container=c4,
+           help="Boxes with a side below this, in network-input pixels, are dropped.")
+    slider("rpn.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c5,
+           help="Boxes with P(object) below this are dropped.")
+    show_settings_message()
+    notes(trace)
+
+    left, right = st.columns([3, 2])
+    with left:
+        a, b, c = st.columns([2, 3, 2])
+        reduce = a.selectbox("Objectness of a location", REDUCTIONS, key="prop_reduce",
+                             help="The k anchors' P(object) at a location: their max or their mean.")
+        level = b.selectbox("FPN level", range(levels), key="prop_level", format_func=lambda i: level_label(trace, i),
+                            disabled=levels == 1)
+        stretch = c.toggle("Stretch colours", key="prop_stretch", help="Colours span the map's own range, not [0, 1].")
+        show_figure(objectness_figure(ctx.image_np, trace, level, reduce, stretch), key="prop_objectness",
+                    filename="objectness")
+    with right:
+        show_figure(funnel_figure(trace.proposals.counts, trace.settings.rpn, levels), key="prop_funnel",
+                    filename="proposal_funnel")
+        if len(trace.gt_boxes):
+            recall = recall_at(trace.proposals.boxes, trace.gt_boxes, (0.5, 0.7))
+            m1, m2 = st.columns(2)
+            m1.metric("Recall of GT at IoU 0.5", f"{recall[0.5]:.0%}")
+            m2.metric("Recall of GT at IoU 0.7", f"{recall[0.7]:.0%}")
+            show_figure(recall_figure(trace), key="prop_recall", filename="proposal_recall")
+        else:
+            st.caption("No ground truth for this image: add some on the start page to see the recall of the proposals.")
+
+    st.subheader("Proposals before and after NMS")
+    a, b = st.columns([3, 1])
+    top_n = a.slider("Boxes drawn per layer (best first)", 1, 300, 30, key="prop_top_n",
+                     help="Only the best boxes of each layer are drawn, for readability; click a legend entry to "
+                          "hide it.")
+    shade = b.toggle("Opacity by P(object)", value=True, key="prop_shade")
+    show_figure(proposals_figure(ctx.image_np, trace, top_n, shade), key="prop_boxes", filename="proposals")
+
+    st.subheader("NMS step by step")
+    st.caption("Greedy NMS replayed on the best M candidates" + (" of the chosen FPN level" if levels > 1 else "")
+               + f" at IoU {trace.settings.rpn.nms_thresh:g}: each step keeps the best box left and removes the boxes "
+               "that overlap it too much. The boxes kept are exactly torchvision's `nms` on these candidates.")
+    a, b = st.columns([3, 1])
+    m = a.slider("Candidates to replay (M)", 5, 60, 20, key="nms_m")
+    zoom = b.toggle("Zoom to the step", value=False, key="nms_zoom")
+    idx = top_candidates(trace.proposals.pre_nms_scores, m, trace.proposals.pre_nms_level,
+                         level if levels > 1 else None)
+    boxes, scores = trace.proposals.pre_nms_boxes.cpu()[idx], trace.proposals.pre_nms_scores.cpu()[idx]
+    steps = replay(boxes, scores, trace.settings.rpn.nms_thresh)
+    if not steps:
+        st.info("No candidates to replay: the filters above left none.")
+        st.stop()
 
 
-st.session_state["nms_step"] = min(st.session_state.get("nms_step", 1), len(steps))
-p, s, n = st.columns([1, 8, 1])
-p.button("◀ Prev", key="nms_prev", on_click=_move, args=(-1,), disabled=st.session_state["nms_step"] <= 1)
-n.button("Next ▶", key="nms_next", on_click=_move, args=(1,), disabled=st.session_state["nms_step"] >= len(steps))
-step = s.slider("Step", 1, len(steps), key="nms_step") if len(steps) > 1 else 1
-state = nms_state(steps, len(boxes), step)
-fig_col, table_col = st.columns([3, 1])
-with fig_col:
-    show_figure(nms_step_figure(ctx.image_np, boxes, scores, state, step, len(steps), trace.settings.rpn.nms_thresh,
-                                zoom), key="nms_replay", filename="nms_step")
-with table_col:
-    st.markdown(f"**Step {step}:** keep candidate #{state.kept + 1} (P(object) {float(scores[state.kept]):.3f}); "
-                f"it suppresses {len(state.suppressed)}.")
-    rows = nms_step_rows(scores, state)
-    if rows:
-        st.dataframe(pd.DataFrame(rows), key="nms_table", hide_index=True, width="stretch")
-    else:
-        st.caption(f"No remaining candidate overlaps it by more than IoU {trace.settings.rpn.nms_thresh:g}.")
-    st.caption(f"{len(steps)} of {len(boxes)} candidates kept; {len(state.remaining)} still to visit.")
+    def _move(delta: int) -> None:
+        st.session_state["nms_step"] = min(max(1, st.session_state.get("nms_step", 1) + delta), len(steps))
+
+
+    st.session_state["nms_step"] = min(st.session_state.get("nms_step", 1), len(steps))
+    p, s, n = st.columns([1, 8, 1])
+    p.button("◀ Prev", key="nms_prev", on_click=_move, args=(-1,), disabled=st.session_state["nms_step"] <= 1)
+    n.button("Next ▶", key="nms_next", on_click=_move, args=(1,), disabled=st.session_state["nms_step"] >= len(steps))
+    step = s.slider("Step", 1, len(steps), key="nms_step") if len(steps) > 1 else 1
+    state = nms_state(steps, len(boxes), step)
+    fig_col, table_col = st.columns([3, 1])
+    with fig_col:
+        show_figure(nms_step_figure(ctx.image_np, boxes, scores, state, step, len(steps), trace.settings.rpn.nms_thresh,
+                                    zoom), key="nms_replay", filename="nms_step")
+    with table_col:
+        st.markdown(f"**Step {step}:** keep candidate #{state.kept + 1} (P(object) {float(scores[state.kept]):.3f}); "
+                    f"it suppresses {len(state.suppressed)}.")
+        rows = nms_step_rows(scores, state)
+        if rows:
+            st.dataframe(pd.DataFrame(rows), key="nms_table", hide_index=True, width="stretch")
+        else:
+            st.caption(f"No remaining candidate overlaps it by more than IoU {trace.settings.rpn.nms_thresh:g}.")
+        st.caption(f"{len(steps)} of {len(boxes)} candidates kept; {len(state.remaining)} still to visit.")
+
+
+st.fragment(_live)()

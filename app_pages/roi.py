@@ -34,72 +34,80 @@ explain(
     r"\text{RoIAlign: } y_{pq} = \frac{1}{n^2}\sum_{k=1}^{n^2} \mathrm{bilinear}\big(x;\ s_k^{pq}\big),"
     r"\quad s_k^{pq} \text{ an } n\times n \text{ grid in the exact bin } (p,q)",
 )
-st.subheader("RoI sampling")
-c = st.columns(6)
-slider("roi.fg_iou_thresh", "Foreground IoU ≥", 0.0, 1.0, 0.05, container=c[0])
-slider("roi.bg_iou_thresh_hi", "Background IoU <", 0.0, 1.0, 0.05, container=c[1])
-slider("roi.bg_iou_thresh_lo", "Background IoU ≥", 0.0, 1.0, 0.05, container=c[2])
-slider("roi.batch_size_per_image", "RoIs a minibatch", 1, 512, 1, container=c[3])
-slider("roi.positive_fraction", "Foreground share ≤", 0.0, 1.0, 0.05, container=c[4])
-slider("roi.sample_seed", "Sampling seed", 0, 20, 1, container=c[5])
-show_settings_message()
-trace = run_trace()
-counts = roi_counts(trace)
-if trace.roi_targets is None:
-    st.info("No ground truth for this image, so there is no RoI minibatch: add boxes on the **Start** page "
-            "(box-select on the image, or promote detections) or upload an annotation file in the sidebar. "
-            f"Below, pick one of the {counts['proposals']} proposals the detector pools.")
-else:
-    m = st.columns(5)
-    m[0].metric("Foreground RoIs", counts["foreground"], help=f"{counts['candidates_foreground']} candidates "
-                f"qualified; {counts['gt_in_minibatch']} of the minibatch are GT boxes themselves")
-    m[1].metric("Background RoIs", counts["background"], help=f"{counts['candidates_background']} candidates "
-                "qualified")
-    m[2].metric("Ignored candidates", counts["ignored"])
-    m[3].metric("Candidates", counts["candidates"], help="proposals + GT boxes")
-    m[4].metric("Ground-truth boxes", len(trace.gt_boxes))
 
-n = len(roi_boxes(trace))
-signature = (n, tuple(roi_boxes(trace)[:, 0].tolist()))
-if st.session_state.get("roi_signature") != signature or st.session_state.get("roi_pick", n) >= n:
-    st.session_state.update(roi_signature=signature, roi_pick=default_roi(trace))
-click = clicked_roi((st.session_state.get("roi_chart") or {}).get("selection"))
-if click is not None and click != st.session_state.get("roi_last_click") and click < n:
-    st.session_state.update(roi_last_click=click, roi_pick=click)
-texts = roi_descriptions(trace)
-pick = st.selectbox("RoI to pool (or click its centre point on the image)", range(n), key="roi_pick",
-                    format_func=lambda i: texts[i]) if n else None
-show_figure(sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
-            selection_mode=("points",), filename="roi_sampling")
 
-st.subheader("RoI pooling")
-if pick is None:
-    st.warning("No RoI to pool: the proposal stage kept none.")
-    st.stop()
-c = st.columns(4)
-used = select("roi.pool", "Detector pools with", list(POOL_OPS), container=c[0])
-size = slider("roi.output_size", "Output size S", 1, 14, 1, container=c[1])
-ratio = slider("roi.sampling_ratio", "RoIAlign samples a bin side (0: adaptive)", 0, 8, 1, container=c[2])
-show_settings_message()
-pooled = pool_roi(trace, roi_boxes(trace)[pick], size, ratio)
-channel = None
-if c[3].radio("Show", ["mean over channels", "one channel"], key="roi_show", horizontal=True) == "one channel":
-    channel = c[3].number_input(f"Channel (0..{pooled.roi_pool.shape[0] - 1})", 0, pooled.roi_pool.shape[0] - 1,
-                                pooled.most_active_channel(), key="roi_channel")
-det = ctx.tracer.detector
-head_size = det.pool_output_size
-note = pool_note(det.defaults.roi.pool, used)
-if note:
-    st.warning(note)
-st.caption(f"{texts[pick]} → feature level {trace.features.names[pooled.level]}, "
-           f"spatial scale {pooled.spatial_scale:g}. RoIPool's cells (orange) snap to whole cells and can overlap "
-           "or leave gaps; RoIAlign's bins (blue) are exact. Hover a bin's centre for its pooled value. Both "
-           "pooled grids share one colour scale.")
-zrange = pooled_range(pooled, channel)
-for col, op in zip(st.columns(2), POOL_OPS, strict=True):
-    with col:
-        show_figure(feature_bins_figure(trace, pooled, op, channel, used=op == used, head_size=head_size),
-                    key=f"roi_bins_{op}", filename=f"{op}_bins")
-        show_figure(pooled_figure(pooled, op, channel, used=op == used, head_size=head_size, zrange=zrange),
-                    key=f"roi_pooled_{op}", filename=f"{op}_output")
-notes(trace)
+def _live() -> None:
+    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
+    and the explanation."""
+    st.subheader("RoI sampling")
+    c = st.columns(6)
+    slider("roi.fg_iou_thresh", "Foreground IoU ≥", 0.0, 1.0, 0.05, container=c[0])
+    slider("roi.bg_iou_thresh_hi", "Background IoU <", 0.0, 1.0, 0.05, container=c[1])
+    slider("roi.bg_iou_thresh_lo", "Background IoU ≥", 0.0, 1.0, 0.05, container=c[2])
+    slider("roi.batch_size_per_image", "RoIs a minibatch", 1, 512, 1, container=c[3])
+    slider("roi.positive_fraction", "Foreground share ≤", 0.0, 1.0, 0.05, container=c[4])
+    slider("roi.sample_seed", "Sampling seed", 0, 20, 1, container=c[5])
+    show_settings_message()
+    trace = run_trace()
+    counts = roi_counts(trace)
+    if trace.roi_targets is None:
+        st.info("No ground truth for this image, so there is no RoI minibatch: add boxes on the **Start** page "
+                "(box-select on the image, or promote detections) or upload an annotation file in the sidebar. "
+                f"Below, pick one of the {counts['proposals']} proposals the detector pools.")
+    else:
+        m = st.columns(5)
+        m[0].metric("Foreground RoIs", counts["foreground"], help=f"{counts['candidates_foreground']} candidates "
+                    f"qualified; {counts['gt_in_minibatch']} of the minibatch are GT boxes themselves")
+        m[1].metric("Background RoIs", counts["background"], help=f"{counts['candidates_background']} candidates "
+                    "qualified")
+        m[2].metric("Ignored candidates", counts["ignored"])
+        m[3].metric("Candidates", counts["candidates"], help="proposals + GT boxes")
+        m[4].metric("Ground-truth boxes", len(trace.gt_boxes))
+
+    n = len(roi_boxes(trace))
+    signature = (n, tuple(roi_boxes(trace)[:, 0].tolist()))
+    if st.session_state.get("roi_signature") != signature or st.session_state.get("roi_pick", n) >= n:
+        st.session_state.update(roi_signature=signature, roi_pick=default_roi(trace))
+    click = clicked_roi((st.session_state.get("roi_chart") or {}).get("selection"))
+    if click is not None and click != st.session_state.get("roi_last_click") and click < n:
+        st.session_state.update(roi_last_click=click, roi_pick=click)
+    texts = roi_descriptions(trace)
+    pick = st.selectbox("RoI to pool (or click its centre point on the image)", range(n), key="roi_pick",
+                        format_func=lambda i: texts[i]) if n else None
+    show_figure(sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
+                selection_mode=("points",), filename="roi_sampling")
+
+    st.subheader("RoI pooling")
+    if pick is None:
+        st.warning("No RoI to pool: the proposal stage kept none.")
+        st.stop()
+    c = st.columns(4)
+    used = select("roi.pool", "Detector pools with", list(POOL_OPS), container=c[0])
+    size = slider("roi.output_size", "Output size S", 1, 14, 1, container=c[1])
+    ratio = slider("roi.sampling_ratio", "RoIAlign samples a bin side (0: adaptive)", 0, 8, 1, container=c[2])
+    show_settings_message()
+    pooled = pool_roi(trace, roi_boxes(trace)[pick], size, ratio)
+    channel = None
+    if c[3].radio("Show", ["mean over channels", "one channel"], key="roi_show", horizontal=True) == "one channel":
+        channel = c[3].number_input(f"Channel (0..{pooled.roi_pool.shape[0] - 1})", 0, pooled.roi_pool.shape[0] - 1,
+                                    pooled.most_active_channel(), key="roi_channel")
+    det = ctx.tracer.detector
+    head_size = det.pool_output_size
+    note = pool_note(det.defaults.roi.pool, used)
+    if note:
+        st.warning(note)
+    st.caption(f"{texts[pick]} → feature level {trace.features.names[pooled.level]}, "
+               f"spatial scale {pooled.spatial_scale:g}. RoIPool's cells (orange) snap to whole cells and can overlap "
+               "or leave gaps; RoIAlign's bins (blue) are exact. Hover a bin's centre for its pooled value. Both "
+               "pooled grids share one colour scale.")
+    zrange = pooled_range(pooled, channel)
+    for col, op in zip(st.columns(2), POOL_OPS, strict=True):
+        with col:
+            show_figure(feature_bins_figure(trace, pooled, op, channel, used=op == used, head_size=head_size),
+                        key=f"roi_bins_{op}", filename=f"{op}_bins")
+            show_figure(pooled_figure(pooled, op, channel, used=op == used, head_size=head_size, zrange=zrange),
+                        key=f"roi_pooled_{op}", filename=f"{op}_output")
+    notes(trace)
+
+
+st.fragment(_live)()

@@ -41,7 +41,7 @@ PAGES = [
     ("RoI", "roi", "Foreground IoU"),
     ("Detections", "detections", "Score threshold"),
     ("Losses", "losses", "Positive IoU (RPN)"),
-    ("Compare", "compare", "Draw boxes scoring at least"),
+    ("Compare", "compare", "A: RPN NMS IoU"),
 ]
 SIZES_JS = """() => Array.from(document.querySelectorAll('div.frcnn-chart')).map(d => [d.dataset.key,
     Number(d.dataset.bytes)])"""
