@@ -79,10 +79,9 @@ def plotly_url() -> str:
     return f"{'/' + base if base else ''}/_stcore/bidi-components/{ASSETS}/{PLOTLY_JS}"
 
 
-def chart(fig: go.Figure, key: str, config: dict | None = None, selectable: bool = False,
-          modes: tuple[str, ...] = ("points", "box")) -> Any:
-    """Show ``fig`` in the slot ``key``; returns the component's state (``.selection`` when ``selectable``)."""
-    _serve_plotly()
+def figure_json(fig: go.Figure, key: str, selectable: bool = False, modes: tuple[str, ...] = ("points", "box")) -> str:
+    """``fig`` as the JSON the browser draws: the app's template, ``uirevision`` (the key, unless the figure has its
+    own) and the click mode of its selections."""
     fig.update_layout(template=TEMPLATE)
     if not fig.layout.uirevision:
         fig.update_layout(uirevision=key)
@@ -90,8 +89,16 @@ def chart(fig: go.Figure, key: str, config: dict | None = None, selectable: bool
         fig.update_layout(clickmode="event+select")
     elif selectable:
         fig.update_layout(clickmode="event")
-    data = {"figure": fig.to_json(), "key": key, "config": config or {}, "plotly_url": plotly_url(),
-            "selectable": selectable, "modes": list(modes)}
+    return fig.to_json()
+
+
+def chart(fig: go.Figure | str, key: str, config: dict | None = None, selectable: bool = False,
+          modes: tuple[str, ...] = ("points", "box")) -> Any:
+    """Show ``fig`` (a figure, or what :func:`figure_json` made of one) in the slot ``key``; returns the
+    component's state (``.selection`` when ``selectable``)."""
+    _serve_plotly()
+    data = {"figure": fig if isinstance(fig, str) else figure_json(fig, key, selectable, modes), "key": key,
+            "config": config or {}, "plotly_url": plotly_url(), "selectable": selectable, "modes": list(modes)}
     kwargs = {"on_selection_change": lambda: None} if selectable else {}
     return _mount(key=key, data=data, default={"selection": EMPTY_SELECTION} if selectable else None, **kwargs)
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ import streamlit as st
 import torch
 from streamlit.runtime.state import get_session_state
 
-from app_pages._chart import chart
+from app_pages._chart import chart, figure_json
 from app_pages._sessions import is_session_alive, session_key
 from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
 from frcnn.errors import OUT_OF_MEMORY, is_out_of_memory
@@ -296,21 +298,75 @@ def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace
 
 
 # ---------------------------------------------------------------------------------------------- display
-def show_figure(fig: go.Figure, key: str, on_select: str = "ignore", selection_mode: Any = ("points", "box"),
-                filename: str | None = None) -> Any:
+FIGURE_CACHE_BYTES = 256 << 20  # figures' JSON the server keeps, for every session (a figure is 5 KB - 1 MB)
+
+
+class FigureCache:
+    """Figures' JSON by (slot, model, the stage keys the figure reads, its parameters): a widget that changes one
+    figure of a page leaves the page's other figures unbuilt. Bounded by entries and bytes, oldest out."""
+
+    def __init__(self, max_entries: int = 512, max_bytes: int = FIGURE_CACHE_BYTES) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._items: OrderedDict[tuple, str] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> str | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: str) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes -= len(old) if old is not None else 0
+            self._items[key] = value
+            self._bytes += len(value)
+            while self._items and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+@st.cache_resource(show_spinner=False)
+def _figure_cache() -> FigureCache:
+    return FigureCache()
+
+
+def show_figure(fig: go.Figure | Callable[[], go.Figure], key: str, on_select: str = "ignore",
+                selection_mode: Any = ("points", "box"), filename: str | None = None,
+                trace: Trace | None = None, stages: tuple[str, ...] | None = None, params: tuple = ()) -> Any:
     """Render a figure in its slot ``key`` (:mod:`app_pages._chart`: updated in place, the user's zoom kept while
     the image is the same; presentation styling; PNG download of the view from the toolbar); returns the
-    component's state, whose ``selection`` is the user's, when ``on_select="rerun"``."""
+    component's state, whose ``selection`` is the user's, when ``on_select="rerun"``.
+
+    ``fig`` may be a function that builds the figure from ``trace``: then its JSON is cached on the keys of
+    ``trace``'s ``stages`` (every stage of the trace when None, and its settings) and ``params`` (everything else
+    the figure shows: the display widgets' values), and built only when that key is new."""
     ctx = context()
-    styled(fig, ctx.presentation)
-    if ctx.presentation and fig.layout.height:
-        fig.update_layout(height=int(fig.layout.height * 1.3))
-    fig.update_layout(uirevision=f"{key}:{ctx.image_name}")  # a new image starts from its whole view
+    modes = (selection_mode,) if isinstance(selection_mode, str) else tuple(selection_mode)
+    selectable = on_select == "rerun"
+    cache_key = None
+    if callable(fig) and trace is not None:
+        reads = tuple(sorted(trace.keys.items())) + (repr(trace.settings),) if stages is None else \
+            tuple(trace.keys.get(s) for s in (*stages, "image", "gt"))
+        cache_key = (key, ctx.tracer.detector.key, ctx.image_name, ctx.presentation, selectable, modes, filename,
+                     reads, repr(params))
+    built = _figure_cache().get(cache_key) if cache_key is not None else None
+    if built is None:
+        figure = fig() if callable(fig) else fig
+        styled(figure, ctx.presentation)
+        if ctx.presentation and figure.layout.height:
+            figure.update_layout(height=int(figure.layout.height * 1.3))
+        figure.update_layout(uirevision=f"{key}:{ctx.image_name}")  # a new image starts from its whole view
+        built = figure_json(figure, key, selectable, modes)
+        if cache_key is not None:
+            _figure_cache().put(cache_key, built)
     config = {"displaylogo": False, "scrollZoom": True,
               "toImageButtonOptions": {"format": "png", "filename": filename or key, "scale": 2}}
-    modes = (selection_mode,) if isinstance(selection_mode, str) else tuple(selection_mode)
-    state = chart(fig, key, config=config, selectable=on_select == "rerun", modes=modes)
-    return state if on_select == "rerun" else None
+    state = chart(built, key, config=config, selectable=selectable, modes=modes)
+    return state if selectable else None
 
 
 def explain(text: str, *formulas: str, expanded: bool = False) -> None:

@@ -66,10 +66,11 @@ def _live() -> None:
                                "to pan and zoom.")
     ign_boxes = d2.toggle("Draw every ignored anchor as a box", key="targets_ign_boxes",
                           help="Off: one ring per location that holds ignored anchors.")
-    fig = anchor_targets_figure(ctx.image_np, trace, negatives_as_boxes=neg_boxes, ignored_as_boxes=ign_boxes)
     st.caption("Hover the dot at an anchor's top-left corner for its IoU, matched box, label and tx, ty, tw, th. "
                "Click legend entries to hide layers.")
-    show_figure(fig, key="targets_image", filename="anchor_targets")
+    show_figure(lambda: anchor_targets_figure(ctx.image_np, trace, negatives_as_boxes=neg_boxes,
+                                              ignored_as_boxes=ign_boxes),
+                key="targets_image", filename="anchor_targets", trace=trace, params=(neg_boxes, ign_boxes))
     notes(trace)
 
     st.subheader("Positive anchors")

@@ -119,11 +119,12 @@ def _live() -> None:
         st.session_state["anchors_point"] = (selection["points"][-1]["x"], selection["points"][-1]["y"])
     point = st.session_state.get("anchors_point")
     cov = coverage(trace, inside_only=trace.settings.rpn.ignore_cross_boundary)
-    fig = anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every, cov)
     st.caption("Click an anchor centre (white dot) to see the k anchors of that location (on a large grid every few "
                "centres are drawn; Every n-th location = 1 draws them all). Sizes are in the network "
                f"input's pixels; the image is shown at its own size, {1 / trace.preprocess.scale[1]:.2f}× the input.")
-    show_figure(fig, key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors")
+    show_figure(lambda: anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every, cov),
+                key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors", trace=trace,
+                params=(point, level, colour_by, tuple(sizes), tuple(ratios), scope, every))
 
     st.subheader("Best anchor for each ground-truth box")
     if not len(trace.gt_boxes):

@@ -41,8 +41,9 @@ def _live() -> None:
     m2.metric("Network input", f"{trace.preprocess.image_size[1]}×{trace.preprocess.image_size[0]}")
     m3.metric("Feature map", f"{fmap.shape[-1]}×{fmap.shape[-2]}×{fmap.shape[1]}")
     m4.metric("One cell in image pixels", f"{cw:.1f}×{ch:.1f}")
-    show_figure(feature_figure(ctx.image_np, trace, level, channel, opacity, grid), key="bb_figure",
-                filename="backbone_features")
+    show_figure(lambda: feature_figure(ctx.image_np, trace, level, channel, opacity, grid), key="bb_figure",
+                filename="backbone_features", trace=trace, stages=("preprocess", "backbone"),
+                params=(level, channel, opacity, grid))
     notes(trace)
 
 

@@ -65,8 +65,9 @@ def _live() -> None:
         n_only = int(only_in(boxes, labels, o_boxes, o_labels).sum())
         with col:
             st.metric(f"{name}: {stage}", len(boxes), f"{n_only} only in {name}", delta_color="off")
-            show_figure(comparison_figure(ctx.image_np, t, other, stage, f"{name}: {len(boxes)} {stage}"),
-                        key=f"compare_fig_{name}", filename=f"compare_{name}")
+            show_figure(lambda t=t, other=other, name=name, boxes=boxes: comparison_figure(
+                ctx.image_np, t, other, stage, f"{name}: {len(boxes)} {stage}"), key=f"compare_fig_{name}",
+                filename=f"compare_{name}", trace=t, params=(stage, tuple(sorted(other.keys.items()))))
 
     counts = pd.DataFrame({"A": trace_a.counts(), "B": trace_b.counts()})
     counts["B - A"] = counts["B"] - counts["A"]

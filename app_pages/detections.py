@@ -72,8 +72,8 @@ def _live() -> None:
     note = pool_note(ctx.tracer.detector.defaults.roi.pool, trace.settings.roi.pool)
     if note:
         st.warning(note)
-    show_figure(detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
-                filename="detections")
+    show_figure(lambda: detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
+                filename="detections", trace=trace, params=(iou, min_score))
     st.subheader("Detections, best first")
     st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
     if len(trace.gt_boxes):

@@ -45,13 +45,13 @@ st.graphviz_chart(pipeline_dot(trace), width="stretch")
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Detections and ground truth")
-    fig = detections_figure(ctx.image_np, trace, title=None, min_score=DRAW_FROM)
     hidden = int((trace.detections.scores < DRAW_FROM).sum())
     if hidden:
         st.caption(f"Drawn: the detections scoring at least {DRAW_FROM:g}; the legend's \"scoring under "
                    f"{DRAW_FROM:g}\" shows the other {hidden} (the Detections page draws from any score).")
-    show_figure(fig, key="overview_image", on_select="rerun", selection_mode=("box",),
-                        filename="detections")
+    show_figure(lambda: detections_figure(ctx.image_np, trace, title=None, min_score=DRAW_FROM),
+                key="overview_image", on_select="rerun", selection_mode=("box",), filename="detections", trace=trace,
+                params=(DRAW_FROM,))
 with right:
     st.subheader("Time per stage")
     show_figure(stage_times_figure(trace), key="overview_times", filename="stage_times")

@@ -57,8 +57,9 @@ def _live() -> None:
         level = b.selectbox("FPN level", range(levels), key="prop_level", format_func=lambda i: level_label(trace, i),
                             disabled=levels == 1)
         stretch = c.toggle("Stretch colours", key="prop_stretch", help="Colours span the map's own range, not [0, 1].")
-        show_figure(objectness_figure(ctx.image_np, trace, level, reduce, stretch), key="prop_objectness",
-                    filename="objectness")
+        show_figure(lambda: objectness_figure(ctx.image_np, trace, level, reduce, stretch), key="prop_objectness",
+                    filename="objectness", trace=trace, stages=("preprocess", "backbone", "rpn_head"),
+                    params=(level, reduce, stretch))
     with right:
         show_figure(funnel_figure(trace.proposals.counts, trace.settings.rpn, levels), key="prop_funnel",
                     filename="proposal_funnel")
@@ -77,7 +78,8 @@ def _live() -> None:
                      help="Only the best boxes of each layer are drawn, for readability; click a legend entry to "
                           "hide it.")
     shade = b.toggle("Opacity by P(object)", value=True, key="prop_shade")
-    show_figure(proposals_figure(ctx.image_np, trace, top_n, shade), key="prop_boxes", filename="proposals")
+    show_figure(lambda: proposals_figure(ctx.image_np, trace, top_n, shade), key="prop_boxes", filename="proposals",
+                trace=trace, params=(top_n, shade))
 
     st.subheader("NMS step by step")
     st.caption("Greedy NMS replayed on the best M candidates" + (" of the chosen FPN level" if levels > 1 else "")

@@ -74,8 +74,8 @@ def _live() -> None:
     texts = roi_descriptions(trace)
     pick = st.selectbox("RoI to pool (or click its centre point on the image)", range(n), key="roi_pick",
                         format_func=lambda i: texts[i]) if n else None
-    show_figure(sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
-                selection_mode=("points",), filename="roi_sampling")
+    show_figure(lambda: sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
+                selection_mode=("points",), filename="roi_sampling", trace=trace, params=(pick,))
 
     st.subheader("RoI pooling")
     if pick is None:

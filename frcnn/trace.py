@@ -202,6 +202,7 @@ class Trace:
     timings_ms: dict[str, float] = field(default_factory=dict)  # a cached stage's: its time when computed
     cached: tuple[str, ...] = ()  # the stages found in the cache
     notes: tuple[str, ...] = ()
+    keys: dict[str, str] = field(default_factory=dict)  # stage (and "image", "gt") -> its cache key in this run
 
     def counts(self) -> dict[str, int]:
         """The count at each step of the pipeline, for the diagram."""
@@ -338,7 +339,8 @@ class Tracer:
             proposals=orig(props), roi_pooling=orig(pooled), box_head=head_out, detections=orig(dets),
             gt_boxes=gt_boxes, gt_labels=gt_labels, anchor_targets=a_targets,
             roi_targets=orig(r_targets) if r_targets is not None else None, losses=losses,
-            timings_ms=run.timings, cached=tuple(run.cached), notes=tuple(det.notes) + tuple(notes))
+            timings_ms=run.timings, cached=tuple(run.cached), notes=tuple(det.notes) + tuple(notes),
+            keys=dict(run.keys))
 
     # -- stage bodies that need more than one call --------------------------------------------------
     def _settings_anchors(self, settings: Settings, pre: Preprocessed, feats: Features) -> Anchors:
