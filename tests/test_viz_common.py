@@ -1,4 +1,5 @@
-"""The figures' background image: a JPEG data URL, encoded once per image and decoding to that image."""
+"""The figures' background image: a JPEG or PNG data URL (whichever is smaller), encoded once per image and
+decoding to that image; figures send float32 arrays."""
 
 from __future__ import annotations
 
@@ -6,25 +7,54 @@ import base64
 import io
 
 import numpy as np
+import plotly.graph_objects as go
 from PIL import Image
 
-from frcnn.viz.common import Layers, add_boxes, add_points, image_data_url, image_figure
+from frcnn.viz.common import Layers, add_boxes, add_points, box_outline_xy, image_data_url, image_figure
 
 
-def test_image_data_url_is_a_faithful_cached_jpeg():
+def _decoded(url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_image_data_url_is_a_faithful_cached_jpeg_or_png_whichever_is_smaller():
     rng = np.random.default_rng(0)
-    image = np.repeat(np.repeat(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), 4, axis=0), 4, axis=1)
-    url = image_data_url(image)
-    assert url.startswith("data:image/jpeg;base64,")
-    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
-    assert decoded.shape == image.shape
-    assert np.abs(decoded.astype(int) - image.astype(int)).mean() < 8  # quality 90
-    assert image_data_url(image.copy()) is url  # the same pixels: encoded once
-    other = image.copy()
-    other[0, 0] = 255 - other[0, 0]
-    assert image_data_url(other) != url
-    fig = image_figure(image)
-    assert fig.data[0].source == url and fig.layout.yaxis.range == (image.shape[0] - 0.5, -0.5)
+    ramp = np.linspace(0, 200, 160)[None, :, None] + np.linspace(0, 50, 120)[:, None, None]  # a photo: smooth + noise
+    photo = np.clip(ramp + rng.normal(0, 12, (120, 160, 3)), 0, 255).astype(np.uint8)
+    flat = np.zeros((120, 160, 3), dtype=np.uint8)  # a drawing: few colours, sharp edges
+    flat[20:60, 30:90] = (230, 40, 160)
+    flat[70:72, :] = (0, 200, 255)
+    for image, mime in ((photo, "jpeg"), (flat, "png")):
+        url = image_data_url(image)
+        assert url.startswith(f"data:image/{mime};base64,")
+        for fmt, kw in (("JPEG", dict(quality=90, subsampling=0)), ("PNG", {})):
+            other = io.BytesIO()
+            Image.fromarray(image).save(other, format=fmt, **kw)
+            assert len(url.split(",", 1)[1]) <= len(base64.b64encode(other.getvalue()))  # the smaller of the two
+        decoded = _decoded(url)
+        assert decoded.shape == image.shape
+        assert np.abs(decoded.astype(int) - image.astype(int)).mean() < 8  # quality 90
+        assert mime == "jpeg" or np.array_equal(decoded, image)  # a PNG is exact
+        assert image_data_url(image.copy()) is url  # the same pixels: encoded once
+        changed = image.copy()
+        changed[0, 0] = 255 - changed[0, 0]
+        assert image_data_url(changed) != url
+        fig = image_figure(image)
+        assert fig.data[0].source == url and fig.layout.yaxis.range == (image.shape[0] - 0.5, -0.5)
+    noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # more JPEG bytes than pixels: a plain JPEG then
+    assert _decoded(image_data_url(noise)).shape == noise.shape
+
+
+def test_boxes_and_points_go_out_as_float32():
+    boxes = np.array([[1.25, 2.0, 30.0, 40.5], [5.0, 5.0, 9.0, 12.0]])  # float64 in
+    fig = add_points(add_boxes(go.Figure(), boxes, "#0072B2", "boxes", hover=["a", "b"]), boxes[:, 0], boxes[:, 1],
+                     "#E69F00", "corners", customdata=boxes)
+    for trace in fig.data:
+        assert trace.x.dtype == np.float32 and trace.y.dtype == np.float32
+    assert fig.data[-1].customdata.dtype == np.float32
+    x, y = box_outline_xy(boxes)
+    assert x.dtype == y.dtype == np.float32 and np.isnan(x[5::6]).all() and x[:5].tolist() == [1.25, 30, 30, 1.25, 1.25]
+    assert '"dtype":"f4"' in fig.to_json()
 
 
 def test_layers_add_the_same_traces_in_order_at_once():
