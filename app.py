@@ -11,6 +11,10 @@ import hashlib
 from pathlib import Path
 
 import streamlit as st
+
+# isort: off
+from app_pages import _startup  # before torch: the first page after the server starts says what it loads
+# isort: on
 import torch
 
 from app_pages import _ground_truth as ground_truth
@@ -237,7 +241,9 @@ session_key()  # this session's folder and the server's reaper (ends jobs and fi
 keep_display_widgets()  # a page's own sliders keep their values while another page is shown
 _read_url_once()
 name, weights, device = _model_picker()
+_startup.step(f"Loading the model {name}")
 tracer = _load_tracer(name, weights, device)
+_startup.step("Tracing the image through every stage for the first time")
 for note in tracer.detector.notes:
     st.sidebar.caption(note)
 image, image_name, gt_boxes, gt_labels = _image_picker(tracer.detector.class_names)
@@ -254,4 +260,7 @@ sync_url()
 # The folder is app_pages/, not pages/: Streamlit serves a pages/ folder as old-style pages until app.py has
 # run once, so a shared link to /proposals on a fresh server would skip the sidebar and its state.
 pages = [st.Page(str(HERE / "app_pages" / f), title=t, icon=i, default=(f == "overview.py")) for f, t, i in PAGES]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+finally:
+    _startup.done()  # the first start's note, once its first page has drawn
