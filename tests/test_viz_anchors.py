@@ -1,6 +1,7 @@
 """The anchor pages' figures from a real trace of the default model (random weights) on a synthetic scene:
 boxes drawn are counted from the outlines themselves (one NaN break a box) against counts worked out here,
-and hover numbers are the trace's own (and tx, ty, tw, th follow the paper's formulas)."""
+and hover numbers are the trace's own (and tx, ty, tw, th follow the paper's formulas). The dense layers are
+bounded: per-cell rasters whose cells count every anchor, and boxes on request up to a stated cap."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from frcnn import Tracer, load_model
 from frcnn.anchor_stats import anchor_coverage
 from frcnn.data.shapes import make_scene
 from frcnn.viz.anchors import (
+    MAX_ANCHOR_BOXES,
     MAX_CENTRE_DOTS,
+    MAX_REQUESTED_BOXES,
     anchor_counts,
     anchor_customdata,
     anchor_targets_figure,
@@ -27,6 +30,8 @@ from frcnn.viz.anchors import (
     coverage_rows,
     pick_location,
     positive_rows,
+    share,
+    spread,
     target_counts,
 )
 from frcnn.viz.common import GL_MIN_POINTS, add_points, marker_trace
@@ -52,7 +57,7 @@ def _n_boxes(t) -> int:
 
 
 def _lines(fig, prefix: str):
-    return [t for t in fig.data[1:] if t.mode == "lines" and t.name.startswith(prefix)]
+    return [t for t in fig.data[1:] if getattr(t, "mode", None) == "lines" and t.name.startswith(prefix)]
 
 
 def _outline_boxes(t) -> np.ndarray:
@@ -63,7 +68,7 @@ def _outline_boxes(t) -> np.ndarray:
 
 
 def _markers(fig, name: str):
-    return next(t for t in fig.data[1:] if t.mode == "markers" and t.name == name)
+    return next(t for t in fig.data[1:] if getattr(t, "mode", None) == "markers" and t.name == name)
 
 
 def test_counts_are_the_traces(setup):
@@ -81,11 +86,11 @@ def test_counts_are_the_traces(setup):
 def test_all_anchors_at_every_location_are_drawn_once(setup):
     run, _, image = setup
     trace = run()
-    fig = anchors_figure(image, trace, scope="all", every=1)
+    fig = anchors_figure(image, trace, scope="all", every=1, max_boxes=None)
     drawn = sum(_n_boxes(t) for t in _lines(fig, "size "))
     assert drawn == len(trace.anchors.boxes)
     assert fig.layout.title.text.startswith(f"{drawn:,} of {drawn:,} anchors drawn")
-    inside = anchors_figure(image, trace, scope="inside", every=1)
+    inside = anchors_figure(image, trace, scope="inside", every=1, max_boxes=None)
     iy, ix = pick_location(trace, None)
     (k,) = trace.anchors.num_per_location
     here = trace.anchors.location_index(0, iy, ix)
@@ -93,6 +98,23 @@ def test_all_anchors_at_every_location_are_drawn_once(setup):
     assert sum(_n_boxes(t) for t in _lines(inside, "size ")) == int(trace.anchors.inside.sum()) + outside_here
     only = anchors_figure(image, trace, scope="location")
     assert sum(_n_boxes(t) for t in _lines(only, "size ")) == k
+
+
+def test_more_anchors_than_the_cap_thin_the_lattice_and_say_so(setup):
+    run, _, image = setup
+    trace = run()
+    (h, w), = trace.anchors.grid_sizes
+    (k,) = trace.anchors.num_per_location
+    assert len(trace.anchors.boxes) > MAX_ANCHOR_BOXES
+    fig = anchors_figure(image, trace, scope="all", every=1)  # every location asked: 30,720 anchors
+    drawn = sum(_n_boxes(t) for t in _lines(fig, "size "))
+    step = int(re.search(r"thinned to every (\d+)\w\w location", fig.layout.title.text).group(1))
+    iy, ix = pick_location(trace, None)
+    cells = sum((i - iy) % step == 0 and (j - ix) % step == 0 for i in range(h) for j in range(w))
+    assert drawn == cells * k <= MAX_ANCHOR_BOXES < (cells + 1) * k * (step / (step - 1)) ** 2
+    assert fig.layout.title.text.startswith(f"{drawn:,} of {len(trace.anchors.boxes):,} anchors drawn")
+    small = anchors_figure(image, trace, scope="all", every=4)  # under the cap: as asked, nothing said
+    assert "thinned" not in small.layout.title.text
 
 
 def test_thinning_keeps_every_nth_location_around_the_chosen_one(setup):
@@ -189,7 +211,11 @@ def test_targets_figure_hover_numbers_are_the_traces(setup):
     tx = ((g[:, 0] + g[:, 2]) / 2 - (a[:, 0] + a[:, 2]) / 2) / aw
     ty = ((g[:, 1] + g[:, 3]) / 2 - (a[:, 1] + a[:, 3]) / 2) / ah
     assert np.allclose(np.stack([tx, ty, np.log(gw / aw), np.log(gh / ah)], 1), data[:, 7:11], atol=1e-3)
-    assert all(s.startswith("positive · in the minibatch") for s in pos.text)
+    assert pos.text is None and "</b> · positive · in the minibatch<br>" in pos.hovertemplate  # one label a layer
+
+
+def _shades(fig, name: str):
+    return [t for t in fig.data if t.type == "heatmap" and t.name.startswith(name)]
 
 
 def test_targets_figure_counts_every_label_once(setup):
@@ -199,24 +225,78 @@ def test_targets_figure_counts_every_label_once(setup):
     sampled = np.zeros(len(labels), dtype=bool)
     sampled[trace.anchor_targets.sampled_positive] = True
     sampled[trace.anchor_targets.sampled_negative] = True
+    rest_neg = int(((labels == 0).numpy() & ~sampled).sum())
     fig = anchor_targets_figure(image, trace)
 
-    def dots(name: str) -> int:
-        t = next(t for t in fig.data[1:] if t.mode == "markers" and t.name.startswith(name))
-        return sum(int(re.search(r": (\d+) of its", s).group(1)) for s in t.text)
+    def cells(name: str) -> int:  # the raster's counts, a cell each
+        (shade,) = _shades(fig, name)
+        return int(np.nansum(np.asarray(shade.z, dtype=float)))
 
-    assert dots("negative, not sampled") == int(((labels == 0).numpy() & ~sampled).sum())
-    assert dots("ignored") == int((labels == -1).sum())
-    assert dots("negative in the minibatch") == len(trace.anchor_targets.sampled_negative)
+    assert cells("negative, not sampled") == rest_neg and cells("ignored") == int((labels == -1).sum())
+    dots = _markers(fig, f"negative in the minibatch: {len(trace.anchor_targets.sampled_negative)} (a dot per cell)")
+    assert int(np.asarray(dots.customdata)[:, 2].sum()) == len(trace.anchor_targets.sampled_negative)
     neg_boxes = _lines(fig, "boxes of the sampled negatives")[0]
     assert neg_boxes.visible == "legendonly" and _n_boxes(neg_boxes) == len(trace.anchor_targets.sampled_negative)
-    all_boxes = anchor_targets_figure(image, trace, negatives_as_boxes=True, ignored_as_boxes=True)
-    assert _n_boxes(_lines(all_boxes, "negative, not sampled")[0]) == int(((labels == 0).numpy() & ~sampled).sum())
-    assert _n_boxes(_lines(all_boxes, "ignored")[0]) == int((labels == -1).sum())
+    assert not _lines(fig, "negative, not sampled") and not _lines(fig, "ignored")  # no boxes unless asked
     c = target_counts(trace)
     assert c == {k: trace.counts()[k] for k in c}
     rows = positive_rows(trace)
     assert len(rows) == c["positive"] and sum(r["in minibatch"] for r in rows) == c["sampled_positive"]
+
+
+def test_the_raster_cell_is_the_anchors_cell_and_hovers_its_numbers(setup):
+    run, _, image = setup
+    trace = run()
+    t = trace.anchor_targets
+    (shade,) = _shades(anchor_targets_figure(image, trace), "ignored")
+    z, best = np.asarray(shade.z, dtype=float), np.asarray(shade.customdata, dtype=float)
+    ignored = np.flatnonzero(t.labels.numpy() == -1)
+    (h, w), = trace.anchors.grid_sizes
+    (k,) = trace.anchors.num_per_location
+    loc = ignored // k
+    expect = np.bincount(loc, minlength=h * w).reshape(h, w).astype(float)
+    assert np.array_equal(np.nan_to_num(z), expect) and np.isnan(z[expect == 0]).all()  # empty cells: no tint
+    iou = np.full(h * w, -1.0)
+    np.maximum.at(iou, loc, t.max_iou.numpy()[ignored])
+    assert np.allclose(best[expect > 0], iou.reshape(h, w)[expect > 0], atol=1e-6)
+    centres = trace.anchors.boxes[::k]  # anchor 0 of each cell, row-major: its centre is the cell's
+    cx, cy = ((centres[:, 0] + centres[:, 2]) / 2).numpy(), ((centres[:, 1] + centres[:, 3]) / 2).numpy()
+    assert np.allclose(shade.x0 + np.arange(w) * shade.dx, cx[:w], atol=1e-3)
+    assert np.allclose(shade.y0 + np.arange(h) * shade.dy, cy[::w], atol=1e-3)
+    assert "%{pointNumber[0]}, %{pointNumber[1]}): %{z} of its 30 anchors ignored" in shade.hovertemplate
+    assert shade.hoverongaps is False
+
+
+def test_requested_boxes_are_capped_spread_and_counted(setup):
+    run, _, image = setup
+    trace = run()
+    labels = trace.anchor_targets.labels.numpy()
+    sampled = np.zeros(len(labels), dtype=bool)
+    sampled[trace.anchor_targets.sampled_positive] = True
+    sampled[trace.anchor_targets.sampled_negative] = True
+    rest_neg, ignored = np.flatnonzero((labels == 0) & ~sampled), np.flatnonzero(labels == -1)
+    for neg, ign in ((True, False), (False, True), (True, True)):
+        fig = anchor_targets_figure(image, trace, negatives_as_boxes=neg, ignored_as_boxes=ign)
+        asked = [m for m, on in ((rest_neg, neg), (ignored, ign)) if on]
+        caps = share([len(m) for m in asked], MAX_REQUESTED_BOXES)
+        assert sum(caps) <= MAX_REQUESTED_BOXES
+        for name, index, cap in zip([n for n, on in (("negative, not sampled", neg), ("ignored", ign)) if on],
+                                    asked, caps, strict=True):
+            (line,) = _lines(fig, name)
+            drawn = spread(index, cap)
+            assert _n_boxes(line) == len(drawn) == min(cap, len(index))
+            assert np.allclose(_outline_boxes(line), trace.anchors.boxes.numpy()[drawn], atol=1e-3)
+            marks = next(t for t in fig.data if getattr(t, "mode", None) == "markers" and t.name == name)
+            assert np.array_equal(np.asarray(marks.customdata)[:, 0].astype(int), drawn)
+            if len(drawn) < len(index):
+                assert line.name == f"{name} ({len(drawn):,} of {len(index):,} drawn)"
+                assert f"{len(drawn):,} of {len(index):,} {name}" in fig.layout.title.text
+        assert _shades(fig, "negative, not sampled") and _shades(fig, "ignored")  # the rasters still count all
+    everything = anchor_targets_figure(image, trace, True, True, max_boxes=len(labels))
+    assert _n_boxes(_lines(everything, "negative, not sampled")[0]) == len(rest_neg)
+    assert _n_boxes(_lines(everything, "ignored")[0]) == len(ignored)
+    assert share([181_063, 800], 2000) == [1200, 800] and share([5, 7], 2000) == [5, 7] and share([], 9) == []
+    assert spread(np.arange(10), 20).tolist() == list(range(10)) and spread(np.arange(10), 3).tolist() == [0, 4, 9]
 
 
 def test_without_ground_truth(setup):
@@ -247,9 +327,9 @@ def test_centre_dots_are_thinned_to_a_clickable_lattice_and_all_with_every_1(set
         assert len(dots.x) == math.ceil(h / step) * math.ceil(w / step)
         assert len(dots.x) <= max(MAX_CENTRE_DOTS * 1.1, h * w / every ** 2)
         # every dot is a real centre, and clicking it picks its own cell
-        for x, y, text in list(zip(dots.x, dots.y, dots.text, strict=True))[:: max(1, len(dots.x) // 20)]:
-            iy, ix = pick_location(trace, (float(x), float(y)))
-            assert text.startswith(f"cell ({iy}, {ix})")
+        assert dots.text is None and dots.hovertemplate.startswith("cell (%{customdata[0]}, %{customdata[1]})")
+        for x, y, cell in list(zip(dots.x, dots.y, dots.customdata, strict=True))[:: max(1, len(dots.x) // 20)]:
+            assert tuple(int(v) for v in cell) == pick_location(trace, (float(x), float(y)))
     assert centre_step(64 * 80, 16) == 4 and centre_step(64 * 80, 1) == 1 and centre_step(400, 8) == 1
 
 

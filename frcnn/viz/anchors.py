@@ -4,8 +4,14 @@ ignored, the sampled minibatch, IoU and the regression targets tx, ty, tw, th on
 
 Everything is drawn in the original image's pixels (the trace's), with ``add_boxes``: one line trace per layer
 (a single path), never one shape per box. Hover points of single anchors sit on the anchor's top-left corner,
-clipped to the image, because the k anchors of a location share their centre; negatives and ignored anchors
-are summarised as one dot per grid cell unless asked for as boxes.
+clipped to the image, because the k anchors of a location share their centre.
+
+A figure carries what a person can see, not a marker per anchor: the negatives that are not sampled (most of the
+image's anchors) and the ignored anchors are one raster layer each, every grid cell tinted by how many of its
+anchors the layer holds, with the count and their best IoU on hover; asked for as boxes, at most
+:data:`MAX_REQUESTED_BOXES` of them are drawn in all (evenly spread, the legend says how many of how many). The
+Anchors figure draws at most :data:`MAX_ANCHOR_BOXES` anchors, thinning the lattice of locations further than
+asked when it must (its title says so).
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from frcnn.viz.common import (
     Canvas,
     Layers,
     add_boxes,
+    add_cell_shade,
     add_points,
     as_numpy,
+    compact,
     fit_legend,
     image_figure,
 )
@@ -171,6 +179,30 @@ def _cell_wanted(anchors: Anchors, level: int, sizes: Sequence[float] | None,
 # plotly styles one by one on every redraw (1,000 -> 400 dots: the Anchors page's stride slider about 150 ms faster in
 # headless chromium on 2 cores); "Every n-th location" = 1 draws every centre
 MAX_CENTRE_DOTS = 400
+# anchor boxes the Anchors figure draws at most (an outline is about 70 bytes of JSON: 6,000 are about 0.4 MB;
+# every location of the default sample would be 190,080 boxes, 13 MB): more and it thins the locations further than
+# asked, and says so in its title
+MAX_ANCHOR_BOXES = 6000
+CENTRE_HOVER = "cell (%{customdata[0]}, %{customdata[1]}) · centre (%{x:.0f}, %{y:.0f})<extra></extra>"
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 21st..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _thinned_step(trace: Trace, level: int, sizes: Sequence[float] | None, ratios: Sequence[float] | None,
+                  scope: str, every: int, around: tuple[int, int], chosen: int, max_boxes: int | None) -> int:
+    """The lattice step to draw: ``every``, or the first sparser one whose anchors with the ``chosen`` cell's
+    number at most ``max_boxes``."""
+    if scope == "location" or max_boxes is None:
+        return every
+    step, largest = every, max(trace.anchors.grid_sizes[level])
+    while step < largest and int(anchors_mask(trace, level, sizes, ratios, scope == "inside", step,
+                                              around).sum()) + chosen > max_boxes:
+        step += 1
+    return step
 
 
 def centre_step(locations: int, every: int) -> int:
@@ -182,7 +214,8 @@ def centre_step(locations: int, every: int) -> int:
 def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] | None = None, level: int = 0,
                    colour_by: str = "size", sizes: Sequence[float] | None = None,
                    ratios: Sequence[float] | None = None, scope: str = "inside", every: int = 8,
-                   cov: Coverage | None = None, height: int = 680) -> go.Figure:
+                   cov: Coverage | None = None, height: int = 680,
+                   max_boxes: int | None = MAX_ANCHOR_BOXES) -> go.Figure:
     """The anchors of the settings over the image.
 
     Args:
@@ -192,6 +225,8 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         scope: "all", "inside" (only anchors wholly inside the image) or "location" (only the chosen one's).
         every: draw the anchors of every n-th location (in both directions, counted from the chosen one).
         cov: the ground truth's best anchors, drawn dashed (None: not drawn).
+        max_boxes: draw at most this many anchors (None: no cap): a sparser lattice of locations than ``every``
+            when it would draw more, said in the title.
     """
     a = trace.anchors
     iy, ix = pick_location(trace, point, level)
@@ -202,10 +237,9 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     step = centre_step(len(centres), every)
     ci, cj = np.divmod(np.arange(len(centres)), w)
     dots = np.flatnonzero((ci % step == 0) & (cj % step == 0))
-    cells = [f"cell ({ci[i]}, {cj[i]}) · centre ({centres[i, 0]:.0f}, {centres[i, 1]:.0f})" for i in dots]
     shown = f"{len(centres):,}" + (f"; 1 in {step * step} drawn" if step > 1 else "")
     add_points(fig, centres[dots, 0], centres[dots, 1], "#FFFFFF", f"anchor centres ({shown}): click one",
-               size=4, hover=cells, opacity=0.6)
+               size=4, customdata=np.stack([ci[dots], cj[dots]], axis=1), hovertemplate=CENTRE_HOVER, opacity=0.6)
     fig.data[-1].marker.line = dict(color="#333333", width=0.5)
 
     values = a.sizes[level] if colour_by == "size" else a.ratios
@@ -215,7 +249,8 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     cell_size, cell_ratio = (as_numpy(t) for t in cell_layout(a, level))  # (k,) each
     cell_attr = cell_size if colour_by == "size" else cell_ratio
     here = as_numpy(a.location_index(level, iy, ix))[as_numpy(_cell_wanted(a, level, sizes, ratios))]  # chosen
-    base = as_numpy(anchors_mask(trace, level, sizes, ratios, scope == "inside", every, (iy, ix)))
+    step_drawn = _thinned_step(trace, level, sizes, ratios, scope, every, (iy, ix), len(here), max_boxes)
+    base = as_numpy(anchors_mask(trace, level, sizes, ratios, scope == "inside", step_drawn, (iy, ix)))
     base[here] = False  # the chosen cell's anchors are drawn bold, apart
     base = np.flatnonzero(base)  # (D,) anchor indices
     base_attr = cell_attr[(base - offset) % k]
@@ -253,19 +288,26 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
                          text=hover, size=8)
     fig = fig.onto(figure)
-    fig.update_layout(title=dict(text=f"{drawn:,} of {len(a.boxes):,} anchors drawn · chosen cell ({iy}, {ix})",
-                                 font=dict(size=14)), margin=dict(t=90))
+    thinned = (f" · thinned to every {_ordinal(step_drawn)} location (at most {max_boxes:,} anchors drawn)"
+               if step_drawn > every and scope != "location" else "")
+    fig.update_layout(title=dict(text=f"{drawn:,} of {len(a.boxes):,} anchors drawn · chosen cell ({iy}, {ix})"
+                                      + thinned, font=dict(size=14)), margin=dict(t=90))
     return _keep_unselected_look(fit_legend(fig))
 
 
 # ---------------------------------------------------------------------------------------- anchor targets
-ANCHOR_HOVER = ("<b>anchor %{customdata[0]}</b> · %{text}<br>"
+# the hover of one anchor (its customdata row: anchor_customdata); {label} is the layer's label text
+ANCHOR_HOVER = ("<b>anchor %{customdata[0]}</b> · {label}<br>"
                 "IoU %{customdata[1]:.3f} with GT #%{customdata[2]} "
                 "(%{customdata[3]:.0f}, %{customdata[4]:.0f})-(%{customdata[5]:.0f}, %{customdata[6]:.0f})<br>"
                 "tx %{customdata[7]:.3f} · ty %{customdata[8]:.3f} · tw %{customdata[9]:.3f} · "
                 "th %{customdata[10]:.3f}<br>"
                 "anchor (%{customdata[11]:.0f}, %{customdata[12]:.0f})-(%{customdata[13]:.0f}, "
                 "%{customdata[14]:.0f})<extra></extra>")
+# the layers drawn as boxes on request (every negative, every ignored anchor) draw at most this many boxes in all,
+# shared between them (:func:`share`): a box with its hover point is about 155 bytes of JSON, so the figure stays
+# well inside 1 MB with both on (the default sample: about 0.7 MB)
+MAX_REQUESTED_BOXES = 2000
 
 
 def target_counts(trace: Trace) -> dict[str, int]:
@@ -274,15 +316,18 @@ def target_counts(trace: Trace) -> dict[str, int]:
     return {k: c[k] for k in ("positive", "negative", "ignored", "sampled_positive", "sampled_negative")}
 
 
-def anchor_customdata(trace: Trace) -> np.ndarray:
-    """Per anchor (A, 15): index, IoU, matched GT, its box (4), tx, ty, tw, th, the anchor's box (4)."""
+def anchor_customdata(trace: Trace, index: np.ndarray | None = None) -> np.ndarray:
+    """Per anchor (A, 15), or for the anchors ``index`` (N,) only (N, 15): index, IoU, matched GT, its box (4), tx,
+    ty, tw, th, the anchor's box (4)."""
     t = trace.anchor_targets
-    a = as_numpy(trace.anchors.boxes)
+    n = len(trace.anchors.boxes)
+    index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64).reshape(-1)
+    a = as_numpy(trace.anchors.boxes)[index]
     gt = as_numpy(trace.gt_boxes).reshape(-1, 4)
-    m = as_numpy(t.matched_gt)
-    gbox = gt[np.clip(m, 0, None)] if len(gt) else np.full((len(a), 4), np.nan)
-    return np.column_stack([np.arange(len(a)), as_numpy(t.max_iou), m, gbox,
-                            as_numpy(t.regression_targets), a]).astype(np.float64)
+    m = as_numpy(t.matched_gt)[index]
+    gbox = gt[np.clip(m, 0, None)] if len(gt) else np.full((len(index), 4), np.nan)
+    return np.column_stack([index, as_numpy(t.max_iou)[index], m, gbox,
+                            as_numpy(t.regression_targets)[index], a]).astype(np.float64)
 
 
 def sampled_mask(trace: Trace) -> np.ndarray:
@@ -294,14 +339,25 @@ def sampled_mask(trace: Trace) -> np.ndarray:
     return s
 
 
-def _label_text(labels: np.ndarray, sampled: np.ndarray) -> np.ndarray:
-    text = np.where(labels == 1, "positive", np.where(labels == 0, "negative", "ignored"))
-    return np.char.add(text, np.where(sampled, " · in the minibatch", ""))
+def share(sizes: Sequence[int], cap: int) -> list[int]:
+    """How many of each layer to draw, at most ``cap`` in all: an equal share each, a small layer's unused share
+    going to the others (sizes 181,063 and 800 with a cap of 2,000: 1,200 and 800)."""
+    out, left = [0] * len(sizes), cap
+    for n, i in enumerate(sorted(range(len(sizes)), key=lambda i: sizes[i])):
+        out[i] = min(sizes[i], left // (len(sizes) - n))
+        left -= out[i]
+    return out
 
 
-def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
-                   symbol: str = "circle", size: float = 4, opacity: float = 0.5) -> None:
-    """One marker per grid cell holding anchors of ``mask``, with their count and best IoU on hover."""
+def spread(index: np.ndarray, cap: int) -> np.ndarray:
+    """At most ``cap`` of ``index``, evenly spread over it (all of it when it has no more)."""
+    if len(index) <= cap:
+        return index
+    return index[np.linspace(0, len(index) - 1, cap).round().astype(np.int64)]
+
+
+def _per_cell(trace: Trace, mask: np.ndarray):
+    """For each level holding anchors of ``mask``: (level, counts (Hi, Wi), best IoU (Hi, Wi), -1 where none)."""
     a = trace.anchors
     index = np.flatnonzero(mask)  # (M,)
     lay = anchor_layout(a, torch.as_tensor(index))
@@ -316,59 +372,105 @@ def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name
         counts = np.bincount(loc, minlength=h * w)
         best = np.full(h * w, -1.0)
         np.maximum.at(best, loc, iou[sel])
+        yield lvl, counts.reshape(h, w), best.reshape(h, w)
+
+
+def _cell_name(trace: Trace, lvl: int) -> str:
+    return f"level {lvl} cell" if len(trace.anchors.grid_sizes) > 1 else "cell"
+
+
+def _location_shade(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
+                    opacity: tuple[float, float]) -> None:
+    """One raster layer a level: each grid cell holding anchors of ``mask`` tinted by their count, with the count
+    and their best IoU on hover."""
+    a = trace.anchors
+    sy, sx = trace.preprocess.scale
+    for lvl, counts, best in _per_cell(trace, mask):
+        k, stride = a.num_per_location[lvl], a.strides[lvl]
+        x0, y0 = as_numpy(location_centres(a, lvl))[0]  # cell (0, 0); the others a stride apart
+        hover = (f"{_cell_name(trace, lvl)} (%{{pointNumber[0]}}, %{{pointNumber[1]}}): %{{z}} of its {k} anchors "
+                 f"{what} · best IoU %{{customdata:.2f}}<extra></extra>")
+        label = f"{name}: {int(counts.sum()):,}" + (f" at level {lvl}" if len(a.grid_sizes) > 1 else "")
+        add_cell_shade(fig, counts, (float(x0), float(y0)), (stride / sx, stride / sy), color,
+                       f"{label} (cells shaded by count)", k, hover, customdata=best, opacity=opacity)
+
+
+def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
+                   symbol: str = "circle", size: float = 4, opacity: float = 0.5) -> None:
+    """One marker per grid cell holding anchors of ``mask``, with their count and best IoU on hover."""
+    a = trace.anchors
+    for lvl, counts, best in _per_cell(trace, mask):
+        w, k = a.grid_sizes[lvl][1], a.num_per_location[lvl]
         where = np.flatnonzero(counts)
         xy = as_numpy(location_centres(a, lvl))[where]
-        k = a.num_per_location[lvl]
-        hover = [f"cell ({i // w}, {i % w}): {counts[i]} of its {k} anchors {what} · best IoU {best[i]:.2f}"
-                 for i in where]
-        add_points(fig, xy[:, 0], xy[:, 1], color, f"{name}: {int(sel.sum()):,} (a dot per cell)", size=size,
-                   symbol=symbol, hover=hover, opacity=opacity)
+        data = np.stack([where // w, where % w, counts.reshape(-1)[where], best.reshape(-1)[where]], axis=1)
+        hover = (f"{_cell_name(trace, lvl)} (%{{customdata[0]:.0f}}, %{{customdata[1]:.0f}}): %{{customdata[2]:.0f}} "
+                 f"of its {k} anchors {what} · best IoU %{{customdata[3]:.2f}}<extra></extra>")
+        add_points(fig, xy[:, 0], xy[:, 1], color, f"{name}: {int(counts.sum()):,} (a dot per cell)", size=size,
+                   symbol=symbol, customdata=compact(data), hovertemplate=hover, opacity=opacity)
 
 
 def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: bool = False,
-                          ignored_as_boxes: bool = False, height: int = 680) -> go.Figure:
+                          ignored_as_boxes: bool = False, height: int = 680,
+                          max_boxes: int = MAX_REQUESTED_BOXES) -> go.Figure:
     """Positive / negative / ignored anchors and the sampled minibatch over the image, with the ground truth.
 
     Positives are boxes (thick in the minibatch, dotted if left out of it). Negatives and ignored anchors are
-    thousands: one dot per grid cell (bold where the cell has sampled negatives), or faint boxes when asked;
-    the sampled negatives' boxes are one legend click away (hidden at first, as they cover the image).
-    Every drawn box has a hover marker on its top-left corner with its IoU, GT, label and tx, ty, tw, th.
+    thousands: a raster layer each, every grid cell tinted by how many of its anchors are negative (not sampled)
+    or ignored, with the count and best IoU on hover; asked for as boxes, they are drawn over their raster too,
+    at most ``max_boxes`` in all (shared between the two, :func:`share`; evenly spread over each layer; the legend
+    and the title say how many of how many). The sampled negatives are one diamond a cell, their boxes one legend
+    click away (hidden at first, as they cover the image). Every drawn box has a hover marker on its top-left
+    corner with its IoU, GT, label and tx, ty, tw, th.
     """
     t = trace.anchor_targets
     figure = image_figure(image, height=height)
     fig = Layers()  # every layer, added to the figure at once
     labels = as_numpy(t.labels)
     sampled = sampled_mask(trace)
-    data = anchor_customdata(trace)
-    text = _label_text(labels, sampled)
     boxes = as_numpy(trace.anchors.boxes)
+    capped = []
 
-    def layer(mask: np.ndarray, color: str, name: str, width: float, opacity: float = 1.0, dash: str | None = None,
-              hover_size: float = 6, visible: bool | str = True) -> None:
-        add_boxes(fig, boxes[mask], color, name, width=width, opacity=opacity, dash=dash, visible=visible)
-        _hover_at_corner(fig, boxes[mask], trace.image_size, color, name, name, text=list(text[mask]),
-                         customdata=data[mask], hovertemplate=ANCHOR_HOVER, size=hover_size, visible=visible)
+    def layer(mask: np.ndarray, color: str, name: str, label: str, width: float, opacity: float = 1.0,
+              dash: str | None = None, hover_size: float = 6, visible: bool | str = True,
+              cap: int | None = None) -> None:
+        index = np.flatnonzero(mask)
+        drawn = spread(index, cap) if cap is not None else index
+        if len(drawn) < len(index):
+            capped.append(f"{len(drawn):,} of {len(index):,} {name}")
+        add_boxes(fig, boxes[drawn], color, name, width=width, opacity=opacity, dash=dash, visible=visible,
+                  total=len(index), legendgroup=name)
+        _hover_at_corner(fig, boxes[drawn], trace.image_size, color, name, name,
+                         customdata=compact(anchor_customdata(trace, drawn)),
+                         hovertemplate=ANCHOR_HOVER.replace("{label}", label), size=hover_size, visible=visible)
 
     rest_neg = (labels == 0) & ~sampled
     ignored = labels == -1
+    asked = [m for m, on in ((rest_neg, negatives_as_boxes), (ignored, ignored_as_boxes)) if on]
+    caps = iter(share([int(m.sum()) for m in asked], max_boxes))
+    _location_shade(fig, trace, rest_neg, NEGATIVE, "negative, not sampled", "negative, not sampled", (0.03, 0.2))
     if negatives_as_boxes:
-        layer(rest_neg, NEGATIVE, "negative, not sampled", width=0.5, opacity=0.25, hover_size=3)
-    else:
-        _location_dots(fig, trace, rest_neg, NEGATIVE, "negative, not sampled", "negative, not sampled", size=3,
-                       opacity=0.35)
+        layer(rest_neg, NEGATIVE, "negative, not sampled", "negative", width=0.5, opacity=0.25, hover_size=3,
+              cap=next(caps))
+    _location_shade(fig, trace, ignored, IGNORED, "ignored", "ignored", (0.2, 0.6))
     if ignored_as_boxes:
-        layer(ignored, IGNORED, "ignored", width=0.6, opacity=0.4, hover_size=3)
-    else:
-        _location_dots(fig, trace, ignored, IGNORED, "ignored", "ignored", "circle-open", 8, 0.8)
+        layer(ignored, IGNORED, "ignored", "ignored", width=0.6, opacity=0.4, hover_size=3, cap=next(caps))
     neg_in_batch = (labels == 0) & sampled
     _location_dots(fig, trace, neg_in_batch, NEGATIVE, "negative in the minibatch", "sampled negatives",
                    "diamond", 9, 0.95)
-    layer(neg_in_batch, NEGATIVE, "boxes of the sampled negatives", width=1, opacity=0.7, visible="legendonly")
-    layer((labels == 1) & ~sampled, POSITIVE, "positive, not sampled", width=1.5, dash="dot")
+    layer(neg_in_batch, NEGATIVE, "boxes of the sampled negatives", "negative · in the minibatch", width=1,
+          opacity=0.7, visible="legendonly")
+    layer((labels == 1) & ~sampled, POSITIVE, "positive, not sampled", "positive", width=1.5, dash="dot")
     if len(trace.gt_boxes):
         _ground_truth(fig, trace)
-    layer((labels == 1) & sampled, POSITIVE, "positive in the minibatch", width=2.5, hover_size=7)
-    return _keep_unselected_look(fit_legend(fig.onto(figure)))
+    layer((labels == 1) & sampled, POSITIVE, "positive in the minibatch", "positive · in the minibatch",
+          width=2.5, hover_size=7)
+    fig = _keep_unselected_look(fit_legend(fig.onto(figure)))
+    if capped:
+        fig.update_layout(title=dict(text=f"boxes drawn: {'; '.join(capped)} (at most {max_boxes:,} in all, "
+                                          "evenly spread; the shaded cells count every one)", font=dict(size=13)),
+                          margin=dict(t=90))
+    return fig
 
 
 def positive_rows(trace: Trace) -> list[dict]:
@@ -377,10 +479,10 @@ def positive_rows(trace: Trace) -> list[dict]:
     positives = np.flatnonzero(as_numpy(t.labels) == 1)
     lay = anchor_layout(trace.anchors, torch.as_tensor(positives))
     sampled = sampled_mask(trace)
-    data = anchor_customdata(trace)
+    data = anchor_customdata(trace, positives)
     rows = []
     for n, i in enumerate(positives):
-        d = data[i]
+        d = data[n]
         rows.append({"anchor": int(i), "in minibatch": bool(sampled[i]), "IoU": round(float(d[1]), 3),
                      "GT": int(d[2]), "size": float(lay.size[n]), "ratio": float(lay.ratio[n]),
                      **{name: round(float(v), 4) for name, v in zip(("tx", "ty", "tw", "th"), d[7:11], strict=True)}})
