@@ -46,6 +46,13 @@ def test_heatmap_is_the_mean_or_a_channel(trace):
     assert heat.dx == pytest.approx(cell_size(t)[1])
     grid = next(tr for tr in fig.data if tr.name and tr.name.startswith("feature cells"))
     assert f"{fmap.shape[-1]}×{fmap.shape[-2]}" in grid.name
+    gx, gy = np.asarray(grid.x), np.asarray(grid.y)  # float32, one NaN-separated segment a grid line
+    assert gx.dtype == gy.dtype == np.float32 and np.isnan(gx[2::3]).all() and np.isnan(gy[2::3]).all()
+    h, w = image.shape[-2:]
+    ch, cw = cell_size(t)
+    vertical = gx[0::3] == gx[1::3]
+    assert np.allclose(gx[0::3][vertical], [j * cw for j in range(fmap.shape[-1] + 1) if j * cw <= w])
+    assert np.allclose(gy[0::3][~vertical], [i * ch for i in range(fmap.shape[-2] + 1) if i * ch <= h])
 
 
 def test_pipeline_diagram_carries_the_counts(trace):

@@ -12,7 +12,7 @@ from torchvision.ops import box_iou, nms
 
 from frcnn import Settings, Tracer, load_model
 from frcnn.data.shapes import make_scene
-from frcnn.proposal_stats import nms_state, recall_at, replay, top_candidates
+from frcnn.proposal_stats import nms_state, recall_at, recall_curve, replay, top_candidates
 from frcnn.viz.proposals import (
     FUNNEL_STEPS,
     funnel_figure,
@@ -21,6 +21,7 @@ from frcnn.viz.proposals import (
     objectness_figure,
     proposals_figure,
     recall_figure,
+    recall_steps,
 )
 
 
@@ -113,16 +114,28 @@ def test_funnel_shows_the_trace_counts_and_they_never_grow(trace):
     assert values[-1] == len(trace.proposals.boxes)
 
 
+def _steps(line) -> np.ndarray:
+    """The recall of the first n boxes for every n, read back from a step line's corners (shape "hv")."""
+    x, y = np.asarray(line.x), np.asarray(line.y, dtype=float)
+    assert line.line.shape == "hv" and x[0] == 1 and np.all(np.diff(x) > 0)
+    return y[np.searchsorted(x, np.arange(1, x[-1] + 1), side="right") - 1]
+
+
 def test_recall_curve_ends_at_the_recall_of_all_proposals(trace):
     fig = recall_figure(trace)
     recall = recall_at(trace.proposals.boxes, trace.gt_boxes, (0.5, 0.7))
+    pre = trace.proposals.pre_nms_boxes[torch.argsort(trace.proposals.pre_nms_scores, descending=True, stable=True)]
     for t in (0.5, 0.7):
         after = next(d for d in fig.data if d.name == f"after NMS, IoU ≥ {t:g}")
-        assert len(after.x) == len(trace.proposals.boxes)
-        assert after.y[-1] == pytest.approx(recall[t])
+        assert np.allclose(_steps(after), recall_curve(trace.proposals.boxes, trace.gt_boxes, t).numpy())
+        assert after.x[-1] == len(trace.proposals.boxes) and after.y[-1] == pytest.approx(recall[t])
+        assert len(after.x) <= len(trace.gt_boxes) + 2  # a corner where the recall rises, the first and the last
         before = next(d for d in fig.data if d.name == f"before NMS, IoU ≥ {t:g}")
-        assert len(before.x) == len(trace.proposals.pre_nms_boxes)
+        assert np.allclose(_steps(before), recall_curve(pre, trace.gt_boxes, t).numpy())
+        assert before.x[-1] == len(trace.proposals.pre_nms_boxes)
         assert before.y[-1] >= after.y[-1] - 1e-9  # NMS only removes boxes
+    assert recall_steps(np.array([0.0, 0.0, 0.5, 0.5, 1.0]))[0].tolist() == [1, 3, 5]
+    assert [v.tolist() for v in recall_steps(np.zeros(0))] == [[], []]
 
 
 @pytest.mark.parametrize("thresh", [0.3, 0.5, 0.7])

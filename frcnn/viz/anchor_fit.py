@@ -27,8 +27,8 @@ def anchor_shapes(sizes: Sequence[float], ratios: Sequence[float]) -> np.ndarray
 
 def anchor_fit_figure(fit: AnchorFit, suggested: tuple[Sequence[float], Sequence[float]] | None = None,
                       max_points: int = 20_000, height: int = 560) -> go.Figure:
-    wh = fit.shapes.numpy().astype(np.float64)  # (G, 2)
-    best = fit.best_iou.numpy()
+    wh = fit.shapes.numpy().astype(np.float32)  # (G, 2); float32 as every figure sends (frcnn.viz.common)
+    best = fit.best_iou.numpy().astype(np.float32)
     if len(wh) > max_points:  # an even thinning keeps the picture and the browser light
         keep = np.linspace(0, len(wh) - 1, max_points).astype(int)
         wh, best = wh[keep], best[keep]
@@ -37,7 +37,7 @@ def anchor_fit_figure(fit: AnchorFit, suggested: tuple[Sequence[float], Sequence
         x=wh[:, 0], y=wh[:, 1], mode="markers", name=f"ground truth ({len(fit.best_iou):,})",
         marker=dict(size=5, color=best, colorscale="RdYlGn", cmin=0, cmax=1, opacity=0.7,
                     colorbar=dict(title="best anchor IoU", thickness=12)),
-        customdata=np.stack([best, np.sqrt(wh[:, 0] * wh[:, 1]), wh[:, 1] / wh[:, 0]], axis=1),
+        customdata=np.stack([best, np.sqrt(wh[:, 0] * wh[:, 1]), wh[:, 1] / wh[:, 0]], axis=1).astype(np.float32),
         hovertemplate="w %{x:.1f} px, h %{y:.1f} px<br>size %{customdata[1]:.1f}, h/w %{customdata[2]:.2f}"
                       "<br>best anchor IoU %{customdata[0]:.2f}<extra></extra>"))
     for name, (sizes, ratios), symbol, colour in [("anchors", (fit.sizes, fit.ratios), "diamond", "#1f4e9c"),

@@ -40,15 +40,16 @@ def feature_figure(image: np.ndarray, trace: Trace, level: int = 0, channel: int
     what = "mean over channels" if channel is None else f"channel {channel}"
     add_heatmap(fig, values, (ch, cw), name=what, opacity=opacity, colorscale="Inferno",
                 hovertemplate="cell (row %{y:.0f} px, col %{x:.0f} px): %{z:.3f}<extra>" + what + "</extra>")
-    if show_grid:
+    if show_grid:  # one path: the columns' and the rows' lines, NaN-separated (float32, as add_boxes sends)
         h, w = image.shape[:2]
         rows, cols = values.shape
-        xs = [j * cw for j in range(cols + 1) if j * cw <= w]
-        ys = [i * ch for i in range(rows + 1) if i * ch <= h]
-        gx = [v for x in xs for v in (x, x, None)]
-        gy = [v for _ in xs for v in (0, h, None)]
-        gx += [v for _ in ys for v in (0, w, None)]
-        gy += [v for y in ys for v in (y, y, None)]
+        xs = np.array([j * cw for j in range(cols + 1) if j * cw <= w], dtype=np.float32)
+        ys = np.array([i * ch for i in range(rows + 1) if i * ch <= h], dtype=np.float32)
+        gap = np.full(len(xs), np.nan, dtype=np.float32)
+        gx = np.concatenate([np.stack([xs, xs, gap], 1).ravel(), np.tile(np.float32([0, w, np.nan]), len(ys))])
+        gy = np.concatenate([np.tile(np.float32([0, h, np.nan]), len(xs)),
+                             np.stack([ys, ys, np.full(len(ys), np.nan, dtype=np.float32)], 1).ravel()])
         fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=HIGHLIGHT, width=0.6),
-                                   opacity=0.6, name=f"feature cells ({cols}×{rows})", hoverinfo="skip"))
+                                 opacity=0.6, name=f"feature cells ({cols}×{rows})", hoverinfo="skip",
+                                 connectgaps=False))
     return fig

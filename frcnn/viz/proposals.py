@@ -146,8 +146,20 @@ def funnel_figure(counts: dict[str, int], rpn: RPNSettings, num_levels: int = 1,
     return fig
 
 
+def recall_steps(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of a recall curve (``curve[n - 1]``: the recall of the first n boxes), drawn as steps (``hv``):
+    n = 1, every n where the recall rises, and the last n; (n, recall) each. A curve over thousands of boxes rises
+    at most once per ground-truth box, so this is a handful of points where the curve itself was one per box."""
+    if not len(curve):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    keep = np.flatnonzero(np.diff(curve, prepend=np.nan) != 0)  # n - 1 of every change (and the first)
+    keep = np.union1d(keep, [len(curve) - 1])
+    return keep + 1, curve[keep].astype(np.float32)
+
+
 def recall_figure(trace: Trace, thresholds: Sequence[float] = (0.5, 0.7), height: int = 360) -> go.Figure:
-    """Recall of the ground truth by the first n boxes, after NMS (solid) and before it (dotted), per IoU."""
+    """Recall of the ground truth by the first n boxes, after NMS (solid) and before it (dotted), per IoU: step
+    lines through the curve's corners (:func:`recall_steps`), each corner's numbers on hover."""
     p = trace.proposals
     pre_order = torch.argsort(p.pre_nms_scores.cpu(), descending=True, stable=True)
     fig = go.Figure()
@@ -155,10 +167,10 @@ def recall_figure(trace: Trace, thresholds: Sequence[float] = (0.5, 0.7), height
         color = (KEPT, NEGATIVE, PALETTE[2], PALETTE[3])[i % 4]
         layers = (("after NMS", p.boxes, None), ("before NMS", p.pre_nms_boxes.cpu()[pre_order], "dot"))
         for name, boxes, dash in layers:
-            curve = recall_curve(boxes, trace.gt_boxes, t).numpy()
-            n = np.arange(1, len(curve) + 1)
+            n, curve = recall_steps(recall_curve(boxes, trace.gt_boxes, t).numpy())
             fig.add_trace(go.Scatter(x=n, y=curve, mode="lines", name=f"{name}, IoU ≥ {t:g}",
-                                     line=dict(color=color, dash=dash, width=2.5 if dash is None else 1.5),
+                                     line=dict(color=color, dash=dash, width=2.5 if dash is None else 1.5,
+                                               shape="hv"),
                                      hovertemplate=f"{name}: best %{{x:,}} boxes find %{{y:.0%}} of the GT "
                                                    f"at IoU ≥ {t:g}<extra></extra>"))
     fig.update_xaxes(type="log", title="number of boxes kept (best first)")

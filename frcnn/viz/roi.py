@@ -33,6 +33,7 @@ from frcnn.viz.common import (
     add_points,
     as_numpy,
     box_hover,
+    compact,
     fit_legend,
     image_figure,
     with_system_font,
@@ -258,7 +259,7 @@ def pooled_figure(pooled: PooledRoI, op: str, channel: int | None = None, used: 
     s = pooled.output_size
     zmin, zmax = zrange or pooled_range(pooled, channel)
     what = "mean over channels" if channel is None else f"channel {channel}"
-    fig = go.Figure(go.Heatmap(z=values, colorscale=HEATMAP_SCALE, xgap=1, ygap=1, zmin=zmin, zmax=zmax,
+    fig = go.Figure(go.Heatmap(z=compact(values), colorscale=HEATMAP_SCALE, xgap=1, ygap=1, zmin=zmin, zmax=zmax,
                                texttemplate=f"%{{z:{cell_format(zmin, zmax)}}}" if s <= MAX_TEXT_SIZE else None,
                                textfont=dict(size=11), name=POOL_OPS[op],
                                colorbar=dict(thickness=12, len=0.9),
@@ -305,7 +306,7 @@ def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int |
     crop = values[y0:y1 + 1, x0:x1 + 1]
     what = "mean over channels" if channel is None else f"channel {channel}"
     gap = 1 if crop.shape[1] <= 60 else 0
-    fig = go.Figure(go.Heatmap(z=crop, x0=x0, dx=1, y0=y0, dy=1, colorscale=FEATURE_SCALE, xgap=gap, ygap=gap,
+    fig = go.Figure(go.Heatmap(z=compact(crop), x0=x0, dx=1, y0=y0, dy=1, colorscale=FEATURE_SCALE, xgap=gap, ygap=gap,
                                name="feature map", colorbar=dict(thickness=12, len=0.9),
                                hovertemplate="cell (row %{y}, col %{x}): %{z:.4f}<extra>" + what + "</extra>"))
     s = pooled.output_size
