@@ -18,6 +18,7 @@ from app_pages import _startup  # before torch: the first page after the server 
 import torch
 
 from app_pages import _ground_truth as ground_truth
+from app_pages._chart import preload as preload_plotly
 from app_pages._sessions import session_file, session_key
 from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, sync_url
 from app_pages._weights import weights_picker
@@ -28,6 +29,7 @@ from frcnn.models.checkpoint import check_weights_size
 from frcnn.settings import PAPER, flat_keys
 
 st.set_page_config(page_title="Faster R-CNN, stage by stage", page_icon=":mag:", layout="wide")
+preload_plotly(st.sidebar)  # a new tab parses plotly.js while this run traces
 
 PAGES = [
     ("overview.py", "Start", ":material/home:"),

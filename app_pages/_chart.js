@@ -65,6 +65,10 @@ function watchWidth(div, Plotly) {  // the column's width, not the window's: a c
 
 export default function (component) {
   const { data, parentElement } = component;
+  if (data.preload) {  // app.py's first element: plotly.js loads while the server runs the page
+    loadPlotly(data.plotly_url).catch(() => {});
+    return () => {};
+  }
   let div = parentElement.querySelector("div.frcnn-chart");
   if (!div) {
     div = document.createElement("div");

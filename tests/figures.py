@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app_pages._chart import figure_of
+from app_pages._chart import charts, figure_of
 
 
 def figures(at) -> list[dict]:
     """Every chart's figure in an AppTest run, in page order."""
-    return [figure_of(e) for e in at.get("bidi_component")]
+    return [figure_of(e) for e in charts(at.get("bidi_component"))]
