@@ -3,7 +3,8 @@
     python benchmarks/figure_sizes.py [--json OUT]
 
 Builds each figure as its page does (the default model, the first synthetic sample with its ground truth, the
-widgets' default values; Anchor targets also with its "Draw every ... as a box" toggles on) and measures
+widgets' default values; Anchor targets also with its "Draw every ... as a box" toggles on, Anchors also with
+every anchor of every location asked for) and measures
 ``len(fig.to_json())``: the bytes a redraw sends to the browser (the chart component adds the theme's template,
 a constant few KB). :func:`figure_sizes` returns {"page: figure": bytes}; ``tests/test_figure_sizes.py`` holds
 every figure under :data:`BUDGET`, and ``benchmarks/browser.py`` lists what the browser really got.
@@ -100,6 +101,8 @@ def figure_builders(tracer: Tracer | None = None, sample: str | None = None) -> 
         "Backbone: features": lambda: backbone.feature_figure(image_np, rpn_trace, 0, None, 0.55, True),
         "Anchors: anchors": lambda: anchors.anchors_figure(image_np, rpn_trace, None, 0, "size", a.sizes[0],
                                                            a.ratios, "inside", every, cov),
+        "Anchors: every location, all anchors": lambda: anchors.anchors_figure(
+            image_np, rpn_trace, None, 0, "size", a.sizes[0], a.ratios, "all", 1, cov),
         "Anchor targets: targets": targets(False, False),
         "Anchor targets: negatives as boxes": targets(True, False),
         "Anchor targets: ignored as boxes": targets(False, True),
