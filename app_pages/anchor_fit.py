@@ -25,6 +25,7 @@ from frcnn.fit_jobs import (
     server_fit_queue,
     shapes_source,
 )
+from frcnn.settings import Settings
 from frcnn.viz.anchor_fit import anchor_fit_figure
 
 POLL_SECONDS = 0.5  # how often the page looks at a running job
@@ -91,7 +92,7 @@ def _current(fit: AnchorFit) -> None:
     m[3].metric("Mean best IoU", f"{fit.mean_best_iou:.3f}")
 
 
-def _suggested(result: FitResult, s) -> None:
+def _suggested(result: FitResult, s: Settings) -> None:
     fit, suggested, sizes, ratios = result.fit, result.suggested, result.sizes, result.ratios
     st.caption(f"sizes {', '.join(f'{v:g}' for v in sizes)}; ratios {', '.join(f'{v:g}' for v in ratios)}")
     d = st.columns(3)

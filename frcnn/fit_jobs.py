@@ -8,12 +8,14 @@ drawn scenes and the fit of the current anchors when only the number of suggeste
 The bounds of a served app (``server_fit_queue()``), the first set by an environment variable read at import:
 
 - ``FRCNN_MAX_FIT_JOBS`` (default 2): fits running at once on the server; the rest wait in order. A fit is
-  torch over every core, like training, but minutes at most, so two share the cores and a third waits.
+  torch over every core, like training, but shorter (1,000 scenes for the default model: 65-110 s on 2 busy
+  cores), so two share the cores and a third waits.
 - ``MAX_QUEUED_FITS`` (30): fits waiting; past it a new one is refused. One job per session at a time: a
   session's new fit (its settings changed) cancels its old one.
 - ``FRCNN_MAX_FIT_MINUTES`` (default 10): a job's run; past it the job stops with a note.
-- ``GONE_GRACE_SECONDS`` (10): a job whose ``is_alive`` (the app: its browser session is connected) has said
-  False for this long stops; a reconnect within it keeps the job.
+- ``GONE_GRACE_SECONDS`` (10): a running job whose ``is_alive`` (the app: its browser session is connected) has
+  said False for this long stops; a reconnect within it keeps the job. A queued one whose ``is_alive`` says
+  False when its turn comes ends without starting.
 - Datasets: at most ``MAX_SCENES`` (1,000) synthetic scenes; an uploaded COCO file is read by
   :func:`frcnn.data.annotations.load_coco_dataset_boxes` (at most 100,000 images, 10,000 boxes an image, 200 MB
   of JSON) and refused here past ``MAX_FIT_BOXES`` (1,000,000) boxes in all.

@@ -76,7 +76,7 @@ def _until_done(at, limit: float = 300) -> AppTest:
 
 def test_synthetic_fit_runs_in_the_background_matches_the_library_and_suggestions_apply():
     at = _fit_page(20)
-    assert "drawing the scenes" in _progress(at) or "queued" in _progress(at)  # the script did not fit
+    assert "of 20 scenes" in _progress(at) or "queued" in _progress(at)  # the script did not fit
     assert at.button(key="fit_cancel") and not [m for m in at.metric if m.label == "Boxes"]
     _until_done(at)
     assert at.session_state["fit_job"].status == "done" and not at.get("progress")
