@@ -267,6 +267,27 @@ def test_the_raster_cell_is_the_anchors_cell_and_hovers_its_numbers(setup):
     assert shade.hoverongaps is False
 
 
+def test_a_large_grid_is_shaded_in_blocks_that_still_count_every_anchor(setup, monkeypatch):
+    run, _, image = setup
+    trace = run()
+    (h, w), = trace.anchors.grid_sizes
+    (k,) = trace.anchors.num_per_location
+    ignored = np.flatnonzero(trace.anchor_targets.labels.numpy() == -1)
+    monkeypatch.setattr("frcnn.viz.anchors.MAX_SHADE_CELLS", h * w // 5)  # blocks of 3 x 3 cells
+    (shade,) = _shades(anchor_targets_figure(image, trace), "ignored")
+    z = np.nan_to_num(np.asarray(shade.z, dtype=float))
+    assert z.shape == (math.ceil(h / 3), math.ceil(w / 3)) and z.sum() == len(ignored)
+    loc = ignored // k
+    expect = np.zeros(z.shape)
+    np.add.at(expect, ((loc // w) // 3, (loc % w) // 3), 1)
+    assert np.array_equal(z, expect)
+    centres = trace.anchors.boxes[::k]
+    cx = ((centres[:, 0] + centres[:, 2]) / 2).numpy()
+    assert shade.x0 == pytest.approx(float(cx[1]), abs=1e-3) and shade.dx == pytest.approx(3 * float(cx[1] - cx[0]))
+    assert "3×3 cells around (%{x:.0f}, %{y:.0f}): %{z} of their 270 anchors ignored" in shade.hovertemplate
+    assert shade.zmax == 9 * k and "3×3 a block" in shade.name
+
+
 def test_requested_boxes_are_capped_spread_and_counted(setup):
     run, _, image = setup
     trace = run()

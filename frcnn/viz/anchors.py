@@ -308,6 +308,9 @@ ANCHOR_HOVER = ("<b>anchor %{customdata[0]}</b> · {label}<br>"
 # shared between them (:func:`share`): a box with its hover point is about 155 bytes of JSON, so the figure stays
 # well inside 1 MB with both on (the default sample: about 0.7 MB)
 MAX_REQUESTED_BOXES = 2000
+# a level's raster has at most about this many cells (8 bytes each with the best IoU): a larger grid is shaded in
+# blocks of cells (the default model's 88 x 72 grid is shaded cell by cell; an FPN's 200 x 300 finest level in 3 x 3)
+MAX_SHADE_CELLS = 8192
 
 
 def target_counts(trace: Trace) -> dict[str, int]:
@@ -379,20 +382,43 @@ def _cell_name(trace: Trace, lvl: int) -> str:
     return f"level {lvl} cell" if len(trace.anchors.grid_sizes) > 1 else "cell"
 
 
+def _blocks(values: np.ndarray, block: int, reduce: np.ufunc, fill: float) -> np.ndarray:
+    """(h, w) -> (ceil(h / block), ceil(w / block)): ``reduce`` over each block x block square (padded with
+    ``fill``)."""
+    h, w = values.shape
+    hb, wb = -(-h // block), -(-w // block)
+    padded = np.full((hb * block, wb * block), fill, dtype=values.dtype)
+    padded[:h, :w] = values
+    return reduce.reduce(reduce.reduce(padded.reshape(hb, block, wb, block), axis=3), axis=1)
+
+
 def _location_shade(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
                     opacity: tuple[float, float]) -> None:
     """One raster layer a level: each grid cell holding anchors of ``mask`` tinted by their count, with the count
-    and their best IoU on hover."""
+    and their best IoU on hover. A level of more than :data:`MAX_SHADE_CELLS` cells (an FPN's finest) is shaded
+    in blocks of b x b cells, said on hover, so a raster stays about 100 KB at most."""
     a = trace.anchors
     sy, sx = trace.preprocess.scale
-    for lvl, counts, best in _per_cell(trace, mask):
+    levels = list(_per_cell(trace, mask))
+    # an FPN's levels overlap: each is fainter, so that all of them stacked tint the image as one level does
+    opacity = tuple(1 - (1 - o) ** (1 / max(1, len(levels))) for o in opacity)
+    for lvl, counts, best in levels:
         k, stride = a.num_per_location[lvl], a.strides[lvl]
         x0, y0 = as_numpy(location_centres(a, lvl))[0]  # cell (0, 0); the others a stride apart
-        hover = (f"{_cell_name(trace, lvl)} (%{{pointNumber[0]}}, %{{pointNumber[1]}}): %{{z}} of its {k} anchors "
-                 f"{what} · best IoU %{{customdata:.2f}}<extra></extra>")
+        dx, dy = stride / sx, stride / sy
+        block = math.ceil(math.sqrt(counts.size / MAX_SHADE_CELLS))
         label = f"{name}: {int(counts.sum()):,}" + (f" at level {lvl}" if len(a.grid_sizes) > 1 else "")
-        add_cell_shade(fig, counts, (float(x0), float(y0)), (stride / sx, stride / sy), color,
-                       f"{label} (cells shaded by count)", k, hover, customdata=best, opacity=opacity)
+        if block == 1:
+            hover = (f"{_cell_name(trace, lvl)} (%{{pointNumber[0]}}, %{{pointNumber[1]}}): %{{z}} of its {k} "
+                     f"anchors {what} · best IoU %{{customdata:.2f}}<extra></extra>")
+        else:
+            counts, best = _blocks(counts, block, np.add, 0), _blocks(best, block, np.maximum, -1.0)
+            x0, y0, dx, dy = x0 + (block - 1) * dx / 2, y0 + (block - 1) * dy / 2, block * dx, block * dy
+            hover = (f"{block}×{block} {_cell_name(trace, lvl)}s around (%{{x:.0f}}, %{{y:.0f}}): %{{z}} of their "
+                     f"{block * block * k} anchors {what} · best IoU %{{customdata:.2f}}<extra></extra>")
+        shaded = "cells shaded by count" + (f", {block}×{block} a block" if block > 1 else "")
+        add_cell_shade(fig, counts, (float(x0), float(y0)), (dx, dy), color, f"{label} ({shaded})",
+                       block * block * k, hover, customdata=best, opacity=opacity)
 
 
 def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name: str, what: str,
