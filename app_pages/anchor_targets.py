@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider, toggle
-from frcnn.viz.anchors import anchor_targets_figure, positive_rows, target_counts
+from frcnn.viz.anchors import MAX_REQUESTED_BOXES, anchor_targets_figure, positive_rows, target_counts
 
 ctx = context()
 st.title("Anchor targets")
@@ -62,12 +62,15 @@ def _live() -> None:
 
     d1, d2 = st.columns(2)
     neg_boxes = d1.toggle("Draw every negative as a box", key="targets_neg_boxes",
-                          help="Off: one dot per location that holds negatives. On: thousands of faint boxes, slower "
-                               "to pan and zoom.")
+                          help="Off: each location's cell shaded by how many of its anchors are negative (hover for "
+                               f"the count and best IoU). On: their boxes too, at most {MAX_REQUESTED_BOXES:,} boxes "
+                               "in all, shared with the ignored anchors' and evenly spread; the legend says how many "
+                               "of how many.")
     ign_boxes = d2.toggle("Draw every ignored anchor as a box", key="targets_ign_boxes",
-                          help="Off: one ring per location that holds ignored anchors.")
+                          help="Off: each location's cell shaded grey by how many of its anchors are ignored. On: "
+                               f"their boxes too, at most {MAX_REQUESTED_BOXES:,} in all with the negatives'.")
     st.caption("Hover the dot at an anchor's top-left corner for its IoU, matched box, label and tx, ty, tw, th. "
-               "Click legend entries to hide layers.")
+               "Click legend entries to hide layers; hover a shaded cell for its counts.")
     show_figure(lambda: anchor_targets_figure(ctx.image_np, trace, negatives_as_boxes=neg_boxes,
                                               ignored_as_boxes=ign_boxes),
                 key="targets_image", filename="anchor_targets", trace=trace, params=(neg_boxes, ign_boxes))

@@ -61,3 +61,15 @@ def test_a_figure_is_rebuilt_only_when_what_it_shows_changes(detections, monkeyp
     at.slider(key="set:roi.score_thresh").set_value(0.5).run()  # a setting: the trace's keys change
     assert len(calls) == 2 and figures(at)[0] != first
     assert not at.exception
+
+
+@pytest.mark.parametrize("text", ["a/b", "x\\u002fy", "data:image/jpeg;base64,ab/c", "\\\\/", "\\u002f/\\"])
+def test_the_figure_json_keeps_every_string_with_slashes_unescaped(text):
+    import json
+
+    import plotly.graph_objects as go
+
+    from app_pages._chart import figure_json
+
+    out = figure_json(go.Figure(go.Scatter(x=[0], y=[0], name=text)), "slot")
+    assert json.loads(out)["data"][0]["name"] == text and "\\u002f" not in out.replace("\\\\u002f", "")
