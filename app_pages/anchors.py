@@ -26,6 +26,7 @@ SIZES = [16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0, 192.0, 256.0, 384.0, 512.0, 
 RATIOS = [0.25, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0]
 SCALES = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
 BASES = [4, 8, 16, 32, 64]
+STATIC_ROWS = 30  # ground-truth boxes shown as a static table; more get a scrolling data grid
 
 
 def _apply_scales() -> None:
@@ -138,10 +139,14 @@ def _live() -> None:
         st.caption("Among " + ("the anchors inside the image (rpn.ignore_cross_boundary is on)"
                                if trace.settings.rpn.ignore_cross_boundary else "all anchors") + ".")
         left, right = st.columns([3, 2])
-        left.dataframe(pd.DataFrame(coverage_rows(trace, cov)), hide_index=True, key="anchors_best_table")
-        right.dataframe(pd.DataFrame(recall_by_size(trace.gt_boxes, cov.best_iou)), hide_index=True,
-                        key="anchors_recall_by_size", column_config={c: st.column_config.NumberColumn(format="percent")
-                                                                     for c in ("recall@0.5", "recall@0.7")})
+        best = pd.DataFrame(coverage_rows(trace, cov))
+        if len(best) <= STATIC_ROWS:  # a static table: no data grid to lay out again on every move of a slider
+            left.table(best.style.hide(axis="index").format(precision=3))
+        else:
+            left.dataframe(best, hide_index=True, key="anchors_best_table")
+        by_size = pd.DataFrame(recall_by_size(trace.gt_boxes, cov.best_iou))
+        right.table(by_size.style.hide(axis="index").format({"recall@0.5": "{:.0%}", "recall@0.7": "{:.0%}"},
+                                                            na_rep="-"))
 
 
 st.fragment(_live)()

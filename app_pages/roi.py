@@ -2,6 +2,7 @@
 RoI pooled with RoIPool and RoIAlign side by side, their bins drawn on the feature map."""
 
 import streamlit as st
+import torch
 
 from app_pages._shared import context, explain, notes, run_trace, select, show_figure, show_settings_message, slider
 from frcnn.viz.roi import (
@@ -64,16 +65,21 @@ def _live() -> None:
         m[3].metric("Candidates", counts["candidates"], help="proposals + GT boxes")
         m[4].metric("Ground-truth boxes", len(trace.gt_boxes))
 
-    n = len(roi_boxes(trace))
-    signature = (n, tuple(roi_boxes(trace)[:, 0].tolist()))
+    rois = roi_boxes(trace)
+    n = len(rois)
+    signature = (n, tuple(rois[:, 0].tolist()))
     if st.session_state.get("roi_signature") != signature or st.session_state.get("roi_pick", n) >= n:
-        st.session_state.update(roi_signature=signature, roi_pick=default_roi(trace))
+        # a new minibatch (a threshold or seed moved): the RoI the user looked at stays picked while it is in it
+        kept = st.session_state.get("roi_pick_box")
+        same = (rois == torch.tensor(kept)).all(dim=1).nonzero() if kept is not None and n else []
+        st.session_state.update(roi_signature=signature, roi_pick=int(same[0]) if len(same) else default_roi(trace))
     click = clicked_roi((st.session_state.get("roi_chart") or {}).get("selection"))
     if click is not None and click != st.session_state.get("roi_last_click") and click < n:
         st.session_state.update(roi_last_click=click, roi_pick=click)
     texts = roi_descriptions(trace)
     pick = st.selectbox("RoI to pool (or click its centre point on the image)", range(n), key="roi_pick",
                         format_func=lambda i: texts[i]) if n else None
+    st.session_state["roi_pick_box"] = rois[pick].tolist() if pick is not None else None
     show_figure(lambda: sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
                 selection_mode=("points",), filename="roi_sampling", trace=trace, params=(pick,))
 

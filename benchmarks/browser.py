@@ -127,6 +127,9 @@ class Tab:
         thumb.press(key)
         self.settle(before, 120)
         key_at, last = self.page.evaluate("() => [window.__lt.key, window.__lt.last]")
+        self.charts = self.page.evaluate(f"""() => Array.from(document.querySelectorAll('div.frcnn-chart'))
+            .filter(d => Number(d.dataset.calledAt) > {key_at})
+            .map(d => [d.dataset.key, Math.round(Number(d.dataset.calledAt) - {key_at}), Number(d.dataset.drawMs)])""")
         return last - key_at
 
 
