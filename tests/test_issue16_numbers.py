@@ -142,7 +142,7 @@ def test_ten_anchor_sizes_get_ten_distinct_hues():
 def test_a_missed_box_is_drawn_once_and_the_four_roles_differ(trace):
     scene, t = trace
     fig = detections_figure(scene.image, t, 0.5, min_score=float(t.detections.scores.max()) + 1)  # none drawn
-    lines = {tr.name.split(" (")[0]: tr for tr in fig.data[1:] if tr.mode == "lines"}
+    lines = {tr.name.split(" (")[0]: tr for tr in fig.data if tr.mode == "lines"}
     n_boxes = {k: int(np.isnan(np.asarray(v.x, dtype=float)).sum()) for k, v in lines.items()}
     assert n_boxes["missed GT"] == len(t.gt_boxes) and n_boxes["ground truth, found"] == 0  # each GT box once
     roles = [lines[k].line for k in ("ground truth, found", "missed GT", "true positive", "false positive")]

@@ -57,7 +57,7 @@ def _n_boxes(t) -> int:
 
 
 def _lines(fig, prefix: str):
-    return [t for t in fig.data[1:] if getattr(t, "mode", None) == "lines" and t.name.startswith(prefix)]
+    return [t for t in fig.data if getattr(t, "mode", None) == "lines" and t.name.startswith(prefix)]
 
 
 def _outline_boxes(t) -> np.ndarray:
@@ -68,7 +68,7 @@ def _outline_boxes(t) -> np.ndarray:
 
 
 def _markers(fig, name: str):
-    return next(t for t in fig.data[1:] if getattr(t, "mode", None) == "markers" and t.name == name)
+    return next(t for t in fig.data if getattr(t, "mode", None) == "markers" and t.name == name)
 
 
 def test_counts_are_the_traces(setup):
@@ -342,7 +342,7 @@ def test_centre_dots_are_thinned_to_a_clickable_lattice_and_all_with_every_1(set
     (h, w), = trace.anchors.grid_sizes
     for every in (1, 2, 16):
         fig = anchors_figure(image, trace, every=every)
-        dots = next(t for t in fig.data[1:] if t.mode == "markers" and t.name.startswith("anchor centres"))
+        dots = next(t for t in fig.data if t.mode == "markers" and t.name.startswith("anchor centres"))
         step = centre_step(h * w, every)
         assert step <= every and (every > 1 or step == 1)
         assert len(dots.x) == math.ceil(h / step) * math.ceil(w / step)
@@ -359,9 +359,9 @@ def test_small_marker_traces_are_svg_so_a_figure_needs_no_webgl_context(setup):
     run, _, image = setup
     trace = run()
     fig = anchors_figure(image, trace, cov=coverage(trace, True))
-    assert {t.type for t in fig.data[1:]} == {"scatter"}
+    assert {t.type for t in fig.data} == {"scatter"}
     assert marker_trace(GL_MIN_POINTS - 1) is go.Scatter and marker_trace(GL_MIN_POINTS) is go.Scattergl
-    for t in anchors_figure(image, trace, every=1).data[1:]:  # every location's centre
+    for t in anchors_figure(image, trace, every=1).data:  # every location's centre
         if t.mode == "markers":
             assert t.type == ("scattergl" if len(t.x) >= GL_MIN_POINTS else "scatter"), (t.name, len(t.x))
     many = add_points(go.Figure(), np.arange(GL_MIN_POINTS), np.arange(GL_MIN_POINTS), "#000000", "many")

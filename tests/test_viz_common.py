@@ -40,7 +40,8 @@ def test_image_data_url_is_a_faithful_cached_jpeg_or_png_whichever_is_smaller():
         changed[0, 0] = 255 - changed[0, 0]
         assert image_data_url(changed) != url
         fig = image_figure(image)
-        assert fig.data[0].source == url and fig.layout.yaxis.range == (image.shape[0] - 0.5, -0.5)
+        assert fig.layout.images[0].source == url and fig.layout.images[0].sizex == image.shape[1]
+        assert fig.layout.yaxis.range == (image.shape[0] - 0.5, -0.5)
     noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # more JPEG bytes than pixels: a plain JPEG then
     assert _decoded(image_data_url(noise)).shape == noise.shape
 
@@ -69,6 +70,6 @@ def test_layers_add_the_same_traces_in_order_at_once():
 
     one_by_one = draw(image_figure(image))
     layers = draw(Layers())
-    assert len(image_figure(image).data) == 1 and len(layers.data) == 3
+    assert len(image_figure(image).data) == 0 and len(image_figure(image).layout.images) == 1 and len(layers.data) == 3
     at_once = layers.onto(image_figure(image))
     assert at_once.to_plotly_json() == one_by_one.to_plotly_json()

@@ -210,5 +210,5 @@ def test_detections_figure_draws_the_scores_from_min_score_and_keeps_the_rest_in
     assert f"drawn: {int(drawn.sum())} of {len(drawn)} detections (score ≥ 0.5)" in fig.layout.title.text
     assert not _trace_named(detections_figure(scene.image, trace, 0.5), "scoring under")  # min_score 0: all drawn
     by_class = detections_figure(scene.image, tracer.run(image), min_score=0.5)  # no ground truth: by class
-    assert sum(_boxes_in(t) for t in by_class.data[1:] if t.mode == "lines" and t.visible != "legendonly") == \
+    assert sum(_boxes_in(t) for t in by_class.data if t.mode == "lines" and t.visible != "legendonly") == \
         int(drawn.sum())

@@ -96,9 +96,12 @@ Canvas = go.Figure | Layers
 
 def image_figure(image: np.ndarray, height: int = 640, title: str | None = None,
                  font_size: int = FONT_SIZE) -> go.Figure:
-    """A figure with ``image`` (H, W, 3) uint8 as its background, axes in image pixels, y down."""
+    """A figure with ``image`` (H, W, 3) uint8 as its background (a layout image: drawn once under the traces,
+    cheaper for plotly to redraw than an image trace), axes in image pixels, y down."""
     h, w = image.shape[:2]
-    fig = go.Figure(go.Image(source=image_data_url(image), hoverinfo="skip", name="image"))
+    fig = go.Figure()
+    fig.add_layout_image(source=image_data_url(image), xref="x", yref="y", x=-0.5, y=-0.5, sizex=w, sizey=h,
+                         xanchor="left", yanchor="top", sizing="stretch", layer="below", name="image")
     fig.update_xaxes(range=[-0.5, w - 0.5], showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(range=[h - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=70 if title else 40, b=10),
