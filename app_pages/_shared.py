@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from app_pages._sessions import is_session_alive, session_key
 from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
 from frcnn.errors import OUT_OF_MEMORY, is_out_of_memory
 from frcnn.export import trace_to_dict
+from frcnn.lru import BoundedLRU
 from frcnn.trace import StageCache
 from frcnn.viz.common import styled
 
@@ -301,32 +301,15 @@ def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace
 FIGURE_CACHE_BYTES = 256 << 20  # figures' JSON the server keeps, for every session (a figure is 5 KB - 1 MB)
 
 
-class FigureCache:
+class FigureCache(BoundedLRU):
     """Figures' JSON by (slot, model, the stage keys the figure reads, its parameters): a widget that changes one
     figure of a page leaves the page's other figures unbuilt. Bounded by entries and bytes, oldest out."""
 
     def __init__(self, max_entries: int = 512, max_bytes: int = FIGURE_CACHE_BYTES) -> None:
-        self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._items: OrderedDict[tuple, str] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> str | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+        super().__init__(max_entries, max_bytes)
 
     def put(self, key: tuple, value: str) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            self._bytes -= len(old) if old is not None else 0
-            self._items[key] = value
-            self._bytes += len(value)
-            while self._items and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
+        super().put(key, value, len(value))
 
 
 @st.cache_resource(show_spinner=False)

@@ -26,11 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from load_test import OBSERVER_JS, QUIET_JS, _finished_early, start_server, stop_server  # noqa: E402
+from load_test import CHROMIUM, CHROMIUM_ARGS, OBSERVER_JS, QUIET_JS, finished_run, start_server, stop_server  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # (name, URL path, the slider's label): one main slider per page
 PAGES = [
     ("Start", "", "Promote detections scoring at least"),
@@ -75,24 +72,12 @@ class Tab:
         self.net_at = time.perf_counter()
 
     def _on_websocket(self, ws) -> None:
-        if "_stcore/stream" not in ws.url:
-            return
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        if "_stcore/stream" in ws.url:
+            ws.on("framereceived", self._on_frame)
 
-        early = _finished_early()
-
-        def frame(payload) -> None:
-            if not isinstance(payload, bytes) or len(payload) > 4096:
-                return
-            msg = ForwardMsg()
-            try:
-                msg.ParseFromString(payload)
-            except Exception:  # noqa: BLE001 - not a message of ours to judge
-                return
-            if msg.WhichOneof("type") == "script_finished" and msg.script_finished != early:
-                self.finished += 1
-
-        ws.on("framereceived", frame)
+    def _on_frame(self, payload) -> None:
+        if finished_run(payload):
+            self.finished += 1
 
     def settle(self, before: int, timeout: float = 180) -> None:
         deadline = time.perf_counter() + timeout

@@ -372,6 +372,21 @@ class Student:
             self.closing = True
 
 
+def finished_run(payload) -> bool:
+    """Whether a websocket frame from the server is a script run's ``script_finished`` (not one ended early for
+    a rerun)."""
+    if not isinstance(payload, bytes) or len(payload) > 4096:  # script_finished is a few bytes
+        return False
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    msg = ForwardMsg()
+    try:
+        msg.ParseFromString(payload)
+    except Exception:  # noqa: BLE001 - not a ForwardMsg we can read: not ours to judge
+        return False
+    return msg.WhichOneof("type") == "script_finished" and msg.script_finished != _finished_early()
+
+
 class BrowserStudent(Student):
     """A browser context (own cookies, own websocket) in the shared chromium: times the settled page."""
 
@@ -402,19 +417,8 @@ class BrowserStudent(Student):
     def _on_websocket(self, ws) -> None:
         if "_stcore/stream" not in ws.url:
             return
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-        early = _finished_early()
-
         def frame(payload) -> None:
-            if not isinstance(payload, bytes) or len(payload) > 4096:  # script_finished is a few bytes
-                return
-            msg = ForwardMsg()
-            try:
-                msg.ParseFromString(payload)
-            except Exception:  # noqa: BLE001 - not a ForwardMsg we can read: not ours to judge
-                return
-            if msg.WhichOneof("type") == "script_finished" and msg.script_finished != early:
+            if finished_run(payload):
                 self._script_finished()
 
         ws.on("framereceived", frame)

@@ -37,10 +37,8 @@ import threading
 import time
 import traceback
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from frcnn.anchor_fit import (
     FIT_KEYS,
@@ -56,7 +54,8 @@ from frcnn.anchor_fit import (
 from frcnn.data.annotations import load_coco_dataset_boxes
 from frcnn.data.dataset import ShapesScenes
 from frcnn.errors import FrcnnError
-from frcnn.jobs import _env_int, _minutes
+from frcnn.jobs import SlotQueue, _env_int, _minutes
+from frcnn.lru import BoundedLRU
 from frcnn.settings import Settings
 
 MAX_RUNNING_FITS = _env_int("FRCNN_MAX_FIT_JOBS", 2)  # fits at once on this server
@@ -133,42 +132,14 @@ class FitResult:
     items: int  # scenes or images
 
 
-class _Bounded:
-    """A thread-safe LRU map bounded by entries and by the sum of its values' weights."""
-
-    def __init__(self, max_entries: int, max_weight: int) -> None:
-        self.max_entries, self.max_weight = max_entries, max_weight
-        self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            if key not in self._data:
-                return None
-            self._data.move_to_end(key)
-            return self._data[key][0]
-
-    def put(self, key: Hashable, value: Any, weight: int) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-            self._data[key] = (value, weight)
-            while len(self._data) > 1 and (len(self._data) > self.max_entries or
-                                           sum(w for _, w in self._data.values()) > self.max_weight):
-                self._data.popitem(last=False)  # the oldest out; the newest always stays
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
 class FitCache:
     """What fit jobs computed, shared by every session: datasets' items by their key, fits by (dataset key,
     the settings in ``FIT_KEYS``), results by the request's key."""
 
     def __init__(self, max_entries: int = CACHE_ENTRIES, max_boxes: int = CACHE_BOXES) -> None:
-        self.items = _Bounded(max_entries, max_boxes)
-        self.fits = _Bounded(max_entries, max_boxes)
-        self.results = _Bounded(max_entries, 2 * max_boxes)
+        self.items = BoundedLRU(max_entries, max_boxes)
+        self.fits = BoundedLRU(max_entries, max_boxes)
+        self.results = BoundedLRU(max_entries, 2 * max_boxes)
 
     def result(self, request: FitRequest) -> FitResult | None:
         return self.results.get(request.key)
@@ -353,7 +324,7 @@ class FitJob:
         return self._stop.is_set() and self.active
 
 
-class FitQueue:
+class FitQueue(SlotQueue):
     """At most ``max_running`` fits run at once, one active job per owner (a new one cancels the old), the rest
     wait first in, first out (at most ``max_queued``); ``max_seconds`` bounds a job's run and ``grace`` how long
     its owner may be gone. Results go to ``cache``."""
@@ -361,11 +332,9 @@ class FitQueue:
     def __init__(self, max_running: int = MAX_RUNNING_FITS, max_queued: int = MAX_QUEUED_FITS,
                  max_seconds: float | None = MAX_FIT_SECONDS, grace: float = GONE_GRACE_SECONDS,
                  cache: FitCache | None = None) -> None:
-        self.max_running, self.max_queued, self.max_seconds, self.grace = max_running, max_queued, max_seconds, grace
+        super().__init__(max_running, max_queued)
+        self.max_seconds, self.grace = max_seconds, grace
         self.cache = cache or FitCache()
-        self._lock = threading.Lock()
-        self._running: list[FitJob] = []  # a cancelled job counts until its thread has ended
-        self._waiting: deque[FitJob] = deque()
 
     def submit(self, owner: str, request: FitRequest, is_alive: Callable[[], bool] | None = None) -> FitJob:
         """A new job of ``owner``, which cancels the owner's active one; it runs at once if a place is free,
@@ -388,36 +357,10 @@ class FitQueue:
             self._promote()
         return job
 
-    def _promote(self) -> None:
-        """Start waiting jobs while places are free (the caller holds the lock)."""
-        while self._waiting and len(self._running) < self.max_running:
-            job = self._waiting.popleft()
-            if job._start():
-                self._running.append(job)
-
-    def _ended(self, job: FitJob) -> None:
-        with self._lock:
-            if job in self._running:
-                self._running.remove(job)
-            if job in self._waiting:
-                self._waiting.remove(job)
-            self._promote()
-
     def jobs_of(self, owner: str) -> list[FitJob]:
         """The owner's active jobs (at most one, besides one cancelled and still finishing its chunk)."""
         with self._lock:
             return [j for j in (*self._running, *self._waiting) if j.owner == owner and j.active]
-
-    def position(self, job: FitJob) -> tuple[int, int]:
-        """``(k, n)``: the job is k-th of the n jobs waiting; k is 0 when it is not waiting."""
-        with self._lock:
-            waiting = list(self._waiting)
-        return (waiting.index(job) + 1 if job in waiting else 0), len(waiting)
-
-    def counts(self) -> tuple[int, int]:
-        """``(running, waiting)`` jobs of the whole server."""
-        with self._lock:
-            return len(self._running), len(self._waiting)
 
     def discard_owner(self, owner: str, timeout: float = 5.0) -> list[FitJob]:
         """Cancel the owner's jobs and wait up to ``timeout`` seconds for each; returns them."""
@@ -429,14 +372,7 @@ class FitQueue:
         return jobs
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel every job and wait up to ``timeout`` seconds in all."""
-        with self._lock:
-            jobs = [*self._waiting, *self._running]
-        for job in jobs:
-            job.cancel("the server stopped")
-        deadline = time.monotonic() + timeout
-        for job in jobs:
-            job.join(max(0.0, deadline - time.monotonic()))
+        super().shutdown(timeout)
 
 
 _SERVER_QUEUE: FitQueue | None = None

@@ -222,7 +222,56 @@ class TrainingJob:
         return job
 
 
-class JobQueue:
+class SlotQueue:
+    """What every job queue of the server shares: at most ``max_running`` jobs hold a slot, the rest wait first in,
+    first out; a job tells the queue when it ends (``_ended``), which starts the next. A job has ``_start()``
+    (False: it will not run), ``cancel(note)`` and ``join(timeout)``. :class:`JobQueue` (training) and
+    :class:`frcnn.fit_jobs.FitQueue` (anchor fits) add their own admission rules."""
+
+    def __init__(self, max_running: int, max_queued: int) -> None:
+        self.max_running, self.max_queued = max_running, max_queued
+        self._lock = threading.Lock()
+        self._running: list = []  # a cancelled job counts until its thread has ended
+        self._waiting: deque = deque()
+
+    def _promote(self) -> None:
+        """Start waiting jobs while places are free (the caller holds the lock)."""
+        while self._waiting and len(self._running) < self.max_running:
+            job = self._waiting.popleft()
+            if job._start():
+                self._running.append(job)
+
+    def _ended(self, job) -> None:
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+            if job in self._waiting:
+                self._waiting.remove(job)
+            self._promote()
+
+    def position(self, job) -> tuple[int, int]:
+        """``(k, n)``: the job is k-th of the n jobs waiting; k is 0 when it is not waiting."""
+        with self._lock:
+            waiting = list(self._waiting)
+        return (waiting.index(job) + 1 if job in waiting else 0), len(waiting)
+
+    def counts(self) -> tuple[int, int]:
+        """``(running, waiting)`` jobs of the whole server."""
+        with self._lock:
+            return len(self._running), len(self._waiting)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every job and wait up to ``timeout`` seconds in all."""
+        with self._lock:
+            jobs = [*self._waiting, *self._running]
+        for job in jobs:
+            job.cancel("the server stopped")
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            job.join(max(0.0, deadline - time.monotonic()))
+
+
+class JobQueue(SlotQueue):
     """At most ``max_running`` jobs train at once, one active job per owner, the rest wait first in, first
     out (at most ``max_queued``); ``max_steps`` caps a job's steps, ``max_seconds`` its slot, and
     ``idle_seconds`` how long its owner may go unseen."""
@@ -230,11 +279,8 @@ class JobQueue:
     def __init__(self, max_running: int = MAX_RUNNING_JOBS, max_steps: int = MAX_TRAINING_STEPS,
                  max_queued: int = MAX_QUEUED_JOBS, max_seconds: float | None = MAX_RUN_SECONDS,
                  idle_seconds: float = IDLE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_running, self.max_steps, self.max_queued = max_running, max_steps, max_queued
-        self.max_seconds, self.idle_seconds, self._clock = max_seconds, idle_seconds, clock
-        self._lock = threading.Lock()
-        self._running: list[TrainingJob] = []
-        self._waiting: deque[TrainingJob] = deque()
+        super().__init__(max_running, max_queued)
+        self.max_steps, self.max_seconds, self.idle_seconds, self._clock = max_steps, max_seconds, idle_seconds, clock
         self._seen: dict[str, float] = {}  # owner -> when last touched
         self._folders: dict[str, list[Path]] = {}  # owner -> folders of every job it had
 
@@ -286,32 +332,6 @@ class JobQueue:
             self._promote()
         return job
 
-    def _promote(self) -> None:
-        """Start waiting jobs while places are free (the caller holds the lock)."""
-        while self._waiting and len(self._running) < self.max_running:
-            job = self._waiting.popleft()
-            if job._start():
-                self._running.append(job)
-
-    def _ended(self, job: TrainingJob) -> None:
-        with self._lock:
-            if job in self._running:
-                self._running.remove(job)
-            if job in self._waiting:
-                self._waiting.remove(job)
-            self._promote()
-
-    def position(self, job: TrainingJob) -> tuple[int, int]:
-        """``(k, n)``: the job is k-th of the n jobs waiting; k is 0 when it is not waiting."""
-        with self._lock:
-            waiting = list(self._waiting)
-        return (waiting.index(job) + 1 if job in waiting else 0), len(waiting)
-
-    def counts(self) -> tuple[int, int]:
-        """``(running, waiting)`` jobs of the whole server."""
-        with self._lock:
-            return len(self._running), len(self._waiting)
-
     def job_of(self, owner: str) -> TrainingJob | None:
         """The owner's active (queued or running) job, if any."""
         with self._lock:
@@ -354,15 +374,6 @@ class JobQueue:
             job.cancel(f"stopped: its session was not seen for {_minutes(self.idle_seconds)}")
         return jobs
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop every job and wait up to ``timeout`` seconds in all."""
-        with self._lock:
-            jobs = [*self._waiting, *self._running]
-        for job in jobs:
-            job.cancel("the server stopped")
-        deadline = time.monotonic() + timeout
-        for job in jobs:
-            job.join(max(0.0, deadline - time.monotonic()))
 
 
 _SERVER_QUEUE: JobQueue | None = None
