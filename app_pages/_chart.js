@@ -63,6 +63,23 @@ function watchWidth(div, Plotly) {  // the column's width, not the window's: a c
   div.__frcnnObserver = observer;
 }
 
+function groupOf(shape) { return shape.legendgroup || shape.name; }
+
+// layout.uirevision keeps the legend toggles of traces across Plotly.react, not those of shapes (the outlines of
+// boxes are path shapes, frcnn/viz/common.py): a shape whose legend toggle the user changed keeps it, by legend group
+function keepShapeToggles(div, layout) {
+  const full = div._fullLayout, asked = div.__askedShapes || [];
+  const user = new Map();
+  if (full && full.uirevision === layout.uirevision) {
+    (full.shapes || []).forEach((s, i) => {
+      const own = asked[i];
+      if (own && own.group === groupOf(s) && own.visible !== s.visible) user.set(own.group, s.visible);
+    });
+  }
+  div.__askedShapes = (layout.shapes || []).map((s) => ({group: groupOf(s), visible: s.visible === undefined ? true : s.visible}));
+  for (const s of layout.shapes || []) if (user.has(groupOf(s))) s.visible = user.get(groupOf(s));
+}
+
 export default function (component) {
   const { data, parentElement } = component;
   if (data.preload) {  // app.py's first element: plotly.js loads while the server runs the page
@@ -89,6 +106,7 @@ export default function (component) {
     if (seq !== div.__seq) return;  // a newer figure came while plotly.js loaded
     const first = !div._fullLayout;
     const start = performance.now();
+    keepShapeToggles(div, layout);
     Plotly.react(div, fig.data || [], layout, config).then(() => {
       // read by benchmarks/browser.py: when this figure came (the page's clock) and how long plotly took to draw it
       div.dataset.calledAt = String(called);

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.figure_sizes import BUDGET, default_sample, figure_builders
 from frcnn import Tracer, load_model
+from tests.figures import box_layers
 
 PAGES = ("Start", "Backbone", "Anchors", "Anchor targets", "RPN proposals", "RoI", "Detections", "Losses",
          "Compare")
@@ -44,13 +45,12 @@ def test_every_figure_is_under_a_megabyte(figures):
 def test_the_dense_layers_are_bounded_not_dropped(figures):
     """The toggles draw boxes (a stated share of them), over rasters that still count every anchor."""
     both = json.loads(figures["Anchor targets: both as boxes"].to_json())
-    names = [t.get("name", "") for t in both["data"]]
+    names = [t.get("name", "") for t in both["data"]] + [b.name for b in box_layers(both)]
     assert any(n.startswith("negative, not sampled (") and " drawn)" in n for n in names)
     assert any(n.startswith("ignored (") for n in names)
     assert sum(t["type"] == "heatmap" for t in both["data"]) == 2
     assert "boxes drawn:" in both["layout"]["title"]["text"]
     plain = json.loads(figures["Anchor targets: targets"].to_json())
-    assert not any(t.get("mode") == "lines" and t["name"].startswith(("negative, not sampled", "ignored"))
-                   for t in plain["data"])
+    assert not any(b.name.startswith(("negative, not sampled", "ignored")) for b in box_layers(plain))
     every = figures["Anchors: every location, all anchors"]
     assert "thinned to every" in every.layout.title.text

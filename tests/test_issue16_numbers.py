@@ -30,6 +30,7 @@ from frcnn.viz.roi import (
     pooled_range,
     roi_boxes,
 )
+from tests.figures import box_layers
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +143,8 @@ def test_ten_anchor_sizes_get_ten_distinct_hues():
 def test_a_missed_box_is_drawn_once_and_the_four_roles_differ(trace):
     scene, t = trace
     fig = detections_figure(scene.image, t, 0.5, min_score=float(t.detections.scores.max()) + 1)  # none drawn
-    lines = {tr.name.split(" (")[0]: tr for tr in fig.data if tr.mode == "lines"}
-    n_boxes = {k: int(np.isnan(np.asarray(v.x, dtype=float)).sum()) for k, v in lines.items()}
+    lines = {tr.name.split(" (")[0]: tr for tr in box_layers(fig)}
+    n_boxes = {k: len(v.boxes) for k, v in lines.items()}
     assert n_boxes["missed GT"] == len(t.gt_boxes) and n_boxes["ground truth, found"] == 0  # each GT box once
     roles = [lines[k].line for k in ("ground truth, found", "missed GT", "true positive", "false positive")]
     assert len({r.color for r in roles}) == 4

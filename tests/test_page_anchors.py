@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.figures import figures
+from tests.figures import box_layers, figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -102,7 +102,7 @@ def test_the_minibatch_keeps_its_size_and_positive_share(app):
         assert m["Sampled positive"] <= int(size * fraction)
         assert m["Sampled positive"] == min(m["Positive"], int(size * fraction))
     spec = _spec(at)
-    names = [t.get("name", "") for t in spec["data"]]
+    names = [t.get("name", "") for t in spec["data"]] + [b.name for b in box_layers(spec)]
     assert any(n.startswith("positive in the minibatch") for n in names)
 
 

@@ -1,5 +1,5 @@
 """The anchor pages' figures from a real trace of the default model (random weights) on a synthetic scene:
-boxes drawn are counted from the outlines themselves (one NaN break a box) against counts worked out here,
+boxes drawn are read back from the outlines themselves (each layer's path) against counts worked out here,
 and hover numbers are the trace's own (and tx, ty, tw, th follow the paper's formulas). The dense layers are
 bounded: per-cell rasters whose cells count every anchor, and boxes on request up to a stated cap."""
 
@@ -35,6 +35,7 @@ from frcnn.viz.anchors import (
     target_counts,
 )
 from frcnn.viz.common import GL_MIN_POINTS, add_points, marker_trace
+from tests.figures import box_layers
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +54,17 @@ def setup():
 
 
 def _n_boxes(t) -> int:
-    return int(np.isnan(np.asarray(t.x, dtype=float)).sum())
+    return len(t.boxes)
 
 
 def _lines(fig, prefix: str):
-    return [t for t in fig.data if getattr(t, "mode", None) == "lines" and t.name.startswith(prefix)]
+    """The box layers (path shapes) whose legend name starts with ``prefix``."""
+    return [t for t in box_layers(fig) if t.name.startswith(prefix)]
 
 
 def _outline_boxes(t) -> np.ndarray:
-    """(N, 4) boxes back from a None/NaN-separated outline trace."""
-    x = np.asarray(t.x, dtype=float).reshape(-1, 6)
-    y = np.asarray(t.y, dtype=float).reshape(-1, 6)
-    return np.stack([x[:, 0], y[:, 0], x[:, 2], y[:, 2]], axis=1)
+    """(N, 4) boxes back from a layer's outline path."""
+    return t.boxes
 
 
 def _markers(fig, name: str):
@@ -145,7 +145,7 @@ def test_the_chosen_location_is_the_nearest_centre_and_its_k_anchors_share_it(se
         boxes = np.concatenate([_outline_boxes(t) for t in _lines(fig, "ratio ")])
         assert len(boxes) == k
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-        assert np.allclose(centres, [ix * st / sx, iy * st / sy], atol=1e-3)
+        assert np.allclose(centres, [ix * st / sx, iy * st / sy], atol=0.005)
 
 
 def test_size_and_ratio_filters(setup):
@@ -184,7 +184,7 @@ def test_best_anchor_per_ground_truth_and_recall(setup):
         assert [r["best IoU"] for r in rows] == [round(float(v), 3) for v in cov.best_iou]
     fig = anchors_figure(image, trace, cov=cov)
     best = _lines(fig, "best anchor per GT")[0]
-    assert np.allclose(_outline_boxes(best), trace.anchors.boxes[cov.best_anchor].numpy(), atol=1e-3)
+    assert np.allclose(_outline_boxes(best), trace.anchors.boxes[cov.best_anchor].numpy(), atol=0.005)
     hover = _markers(fig, "best anchor per GT").text
     assert [float(re.search(r"IoU ([0-9.]+)", s).group(1)) for s in hover] == \
         [round(float(v), 3) for v in cov.best_iou]
@@ -210,7 +210,7 @@ def test_targets_figure_hover_numbers_are_the_traces(setup):
     aw, ah, gw, gh = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1], g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
     tx = ((g[:, 0] + g[:, 2]) / 2 - (a[:, 0] + a[:, 2]) / 2) / aw
     ty = ((g[:, 1] + g[:, 3]) / 2 - (a[:, 1] + a[:, 3]) / 2) / ah
-    assert np.allclose(np.stack([tx, ty, np.log(gw / aw), np.log(gh / ah)], 1), data[:, 7:11], atol=1e-3)
+    assert np.allclose(np.stack([tx, ty, np.log(gw / aw), np.log(gh / ah)], 1), data[:, 7:11], atol=0.005)
     assert pos.text is None and "</b> · positive · in the minibatch<br>" in pos.hovertemplate  # one label a layer
 
 
@@ -261,8 +261,8 @@ def test_the_raster_cell_is_the_anchors_cell_and_hovers_its_numbers(setup):
     assert np.allclose(best[expect > 0], iou.reshape(h, w)[expect > 0], atol=1e-6)
     centres = trace.anchors.boxes[::k]  # anchor 0 of each cell, row-major: its centre is the cell's
     cx, cy = ((centres[:, 0] + centres[:, 2]) / 2).numpy(), ((centres[:, 1] + centres[:, 3]) / 2).numpy()
-    assert np.allclose(shade.x0 + np.arange(w) * shade.dx, cx[:w], atol=1e-3)
-    assert np.allclose(shade.y0 + np.arange(h) * shade.dy, cy[::w], atol=1e-3)
+    assert np.allclose(shade.x0 + np.arange(w) * shade.dx, cx[:w], atol=0.005)
+    assert np.allclose(shade.y0 + np.arange(h) * shade.dy, cy[::w], atol=0.005)
     assert "%{pointNumber[0]}, %{pointNumber[1]}): %{z} of its 30 anchors ignored" in shade.hovertemplate
     assert shade.hoverongaps is False
 
@@ -306,7 +306,7 @@ def test_requested_boxes_are_capped_spread_and_counted(setup):
             (line,) = _lines(fig, name)
             drawn = spread(index, cap)
             assert _n_boxes(line) == len(drawn) == min(cap, len(index))
-            assert np.allclose(_outline_boxes(line), trace.anchors.boxes.numpy()[drawn], atol=1e-3)
+            assert np.allclose(_outline_boxes(line), trace.anchors.boxes.numpy()[drawn], atol=0.005)
             marks = next(t for t in fig.data if getattr(t, "mode", None) == "markers" and t.name == name)
             assert np.array_equal(np.asarray(marks.customdata)[:, 0].astype(int), drawn)
             if len(drawn) < len(index):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -44,15 +45,17 @@ def test_heatmap_is_the_mean_or_a_channel(trace):
     heat = next(tr for tr in fig.data if tr.type == "heatmap")
     np.testing.assert_array_equal(np.asarray(heat.z), fmap[3].numpy())
     assert heat.dx == pytest.approx(cell_size(t)[1])
-    grid = next(tr for tr in fig.data if tr.name and tr.name.startswith("feature cells"))
-    assert f"{fmap.shape[-1]}×{fmap.shape[-2]}" in grid.name
-    gx, gy = np.asarray(grid.x), np.asarray(grid.y)  # float32, one NaN-separated segment a grid line
-    assert gx.dtype == gy.dtype == np.float32 and np.isnan(gx[2::3]).all() and np.isnan(gy[2::3]).all()
+    (grid,) = [s for s in fig.layout.shapes if s.name and s.name.startswith("feature cells")]  # one path shape
+    assert f"{fmap.shape[-1]}×{fmap.shape[-2]}" in grid.name and grid.type == "path"
+    segments = re.findall(r"M([^,]+),([^L]+)L([^,]+),([^M]+)", grid.path)  # one "M x0,y0 L x1,y1" a grid line
+    assert "".join(f"M{a},{b}L{c},{d}" for a, b, c, d in segments) == grid.path
+    seg = np.array(segments, dtype=float)  # (L, 4): x0, y0, x1, y1
     h, w = image.shape[-2:]
     ch, cw = cell_size(t)
-    vertical = gx[0::3] == gx[1::3]
-    assert np.allclose(gx[0::3][vertical], [j * cw for j in range(fmap.shape[-1] + 1) if j * cw <= w])
-    assert np.allclose(gy[0::3][~vertical], [i * ch for i in range(fmap.shape[-2] + 1) if i * ch <= h])
+    vertical = seg[:, 0] == seg[:, 2]
+    assert np.allclose(seg[vertical, 0], [j * cw for j in range(fmap.shape[-1] + 1) if j * cw <= w], atol=0.005)
+    assert np.allclose(seg[~vertical, 1], [i * ch for i in range(fmap.shape[-2] + 1) if i * ch <= h], atol=0.005)
+    assert (seg[vertical, 1] == 0).all() and (seg[vertical, 3] == h).all() and (seg[~vertical, 2] == w).all()
 
 
 def test_pipeline_diagram_carries_the_counts(trace):

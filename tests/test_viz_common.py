@@ -10,7 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from frcnn.viz.common import Layers, add_boxes, add_points, box_outline_xy, image_data_url, image_figure
+from frcnn.viz.common import Layers, add_boxes, add_points, box_path, image_data_url, image_figure
+from tests.figures import box_layers, path_boxes
 
 
 def _decoded(url: str) -> np.ndarray:
@@ -53,12 +54,30 @@ def test_boxes_and_points_go_out_as_float32():
     for trace in fig.data:
         assert trace.x.dtype == np.float32 and trace.y.dtype == np.float32
     assert fig.data[-1].customdata.dtype == np.float32
-    x, y = box_outline_xy(boxes)
-    assert x.dtype == y.dtype == np.float32 and np.isnan(x[5::6]).all() and x[:5].tolist() == [1.25, 30, 30, 1.25, 1.25]
     assert '"dtype":"f4"' in fig.to_json()
 
 
-def test_layers_add_the_same_traces_in_order_at_once():
+def test_a_layer_of_boxes_is_one_path_shape_with_its_legend_entry():
+    """One SVG element a layer: plotly.js draws a line trace's gap-separated segments as a path element each."""
+    boxes = np.array([[1.25, 2.0, 30.0, 40.5], [5.0, 5.0, 9.004, 12.0], [-3.5, 0.0, 1e4 / 3, 7.0]])
+    assert box_path(boxes) == "M1.25,2H30V40.5H1.25ZM5,5H9V12H5ZM-3.5,0H3333.33V7H-3.5Z"
+    assert np.allclose(path_boxes(box_path(boxes)), boxes, atol=0.005)
+    fig = add_boxes(go.Figure(), boxes, "#0072B2", "boxes", width=2, dash="dash", hover=["a", "b", "c"],
+                    legendgroup="g", visible="legendonly")
+    (shape,) = fig.layout.shapes
+    assert (shape.type, shape.xref, shape.yref, shape.layer) == ("path", "x", "y", "above")
+    assert (shape.name, shape.legendgroup, shape.showlegend, shape.visible) == ("boxes (3)", "g", True, "legendonly")
+    assert (shape.line.color, shape.line.width, shape.line.dash) == ("#0072B2", 2, "dash")
+    assert [t.mode for t in fig.data] == ["markers"] and fig.data[0].legendgroup == "g"  # hover rides on a trace
+    assert fig.data[0].showlegend is False and fig.data[0].visible == "legendonly"
+    (layer,) = box_layers(fig)
+    assert np.allclose(layer.boxes, boxes, atol=0.005)
+    capped = add_boxes(go.Figure(), boxes[:2], "#000", "few", total=10)
+    assert capped.layout.shapes[0].name == "few (2 of 10 drawn)" and not capped.data  # no hover: no trace
+    assert add_boxes(go.Figure(), np.zeros((0, 4)), "#000", "none").layout.shapes[0].name == "none (0)"
+
+
+def test_layers_add_the_same_traces_and_shapes_in_order_at_once():
     boxes = np.array([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 12.0]])
     image = np.zeros((50, 60, 3), dtype=np.uint8)
 
@@ -70,6 +89,7 @@ def test_layers_add_the_same_traces_in_order_at_once():
 
     one_by_one = draw(image_figure(image))
     layers = draw(Layers())
-    assert len(image_figure(image).data) == 0 and len(image_figure(image).layout.images) == 1 and len(layers.data) == 3
+    assert len(image_figure(image).data) == 0 and len(image_figure(image).layout.images) == 1
+    assert len(layers.data) == 2 and len(layers.shapes) == 1
     at_once = layers.onto(image_figure(image))
     assert at_once.to_plotly_json() == one_by_one.to_plotly_json()

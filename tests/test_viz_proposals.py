@@ -23,6 +23,7 @@ from frcnn.viz.proposals import (
     recall_figure,
     recall_steps,
 )
+from tests.figures import box_layers
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +45,13 @@ def trace(tracer, scene):
 
 
 def _traces(fig, group=None, mode=None):
-    return [t for t in fig.data if t.type in ("scatter", "scattergl") and (group is None or t.legendgroup == group)
-            and (mode is None or t.mode == mode)]
+    """Marker traces (mode "markers") or box layers (mode "lines": the path shapes) of a legend group."""
+    items = box_layers(fig) if mode == "lines" else [t for t in fig.data if t.type in ("scatter", "scattergl")]
+    return [t for t in items if (group is None or t.legendgroup == group) and (mode is None or t.mode == mode)]
 
 
-def _num_boxes(line_traces) -> int:
-    return sum(int(np.isnan(np.asarray(t.x, dtype=float)).sum()) for t in line_traces)
+def _num_boxes(layers) -> int:
+    return sum(len(t.boxes) for t in layers)
 
 
 def test_objectness_heatmap_is_the_max_or_mean_probability_on_the_stride_grid(scene, trace):
@@ -94,15 +96,15 @@ def test_proposals_figure_draws_the_best_n_of_each_layer_with_their_scores(scene
     assert kept == len(top & set(p.keep.tolist()))
 
 
-def test_box_outlines_are_svg_lines_one_trace_per_layer(scene, trace):
-    """Streamlit's plotly.js misdraws WebGL lines on the image's reversed y axis: outlines must be SVG paths."""
+def test_box_outlines_are_one_svg_path_per_layer(scene, trace):
+    """No WebGL lines (they misdraw on the image's reversed y axis) and no line traces of gap-separated boxes (one
+    path element a box in plotly.js): a layer of boxes is one path shape."""
     figs = [objectness_figure(scene.image, trace), proposals_figure(scene.image, trace, 300, False)]
     for fig in figs:
-        assert not [t for t in fig.data if t.type == "scattergl" and t.mode == "lines"]
+        assert not [t for t in fig.data if "lines" in (getattr(t, "mode", None) or "")]
     after = _traces(figs[1], "after NMS", "lines")
     assert len(after) == 1 and _num_boxes(after) == min(300, len(trace.proposals.boxes))
-    x = np.asarray(after[0].x, dtype=float).reshape(-1, 6)
-    np.testing.assert_allclose(x[:, 0], trace.proposals.boxes[:300, 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(after[0].boxes, trace.proposals.boxes[:300].numpy(), atol=0.005)
 
 
 def test_funnel_shows_the_trace_counts_and_they_never_grow(trace):

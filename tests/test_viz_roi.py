@@ -26,6 +26,7 @@ from frcnn.viz.roi import (
     roi_descriptions,
     sampling_figure,
 )
+from tests.figures import box_layers
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +42,12 @@ def setup():
 
 
 def _trace_named(fig, prefix):
-    return [t for t in fig.data if t.name and t.name.startswith(prefix)]
+    """The box layers (path shapes), then the traces, whose name starts with ``prefix``."""
+    return [t for t in [*box_layers(fig), *fig.data] if t.name and t.name.startswith(prefix)]
 
 
-def _boxes_in(line_trace) -> int:
-    return int(np.isnan(np.asarray(line_trace.x, dtype=float)).sum())
+def _boxes_in(layer) -> int:
+    return len(layer.boxes)
 
 
 def test_counts_match_the_trace(setup):
@@ -139,7 +141,7 @@ def test_bins_figure_draws_s_squared_bins_with_pooled_values(setup, op):
     size, ratio = 4, 2
     pooled = pool_roi(trace, roi_boxes(trace)[default_roi(trace)], size, ratio)
     fig = feature_bins_figure(trace, pooled, op, channel=None, used=op == "roi_align")
-    bins = [d for d in fig.data if d.name and "bins" in d.name]
+    bins = [d for d in [*box_layers(fig), *fig.data] if d.name and "bins" in d.name]
     assert _boxes_in(bins[0]) == size * size
     values = pooled.pooled(op).ravel()
     assert f"{values[5]:.4f}" in bins[1].text[5]  # hover of bin (1, 1)
@@ -210,5 +212,5 @@ def test_detections_figure_draws_the_scores_from_min_score_and_keeps_the_rest_in
     assert f"drawn: {int(drawn.sum())} of {len(drawn)} detections (score ≥ 0.5)" in fig.layout.title.text
     assert not _trace_named(detections_figure(scene.image, trace, 0.5), "scoring under")  # min_score 0: all drawn
     by_class = detections_figure(scene.image, tracer.run(image), min_score=0.5)  # no ground truth: by class
-    assert sum(_boxes_in(t) for t in by_class.data if t.mode == "lines" and t.visible != "legendonly") == \
+    assert sum(_boxes_in(t) for t in box_layers(by_class) if t.visible != "legendonly") == \
         int(drawn.sum())

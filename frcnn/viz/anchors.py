@@ -2,8 +2,8 @@
 size or ratio, each ground-truth box's best anchor) and the RPN's anchor targets (positive / negative /
 ignored, the sampled minibatch, IoU and the regression targets tx, ty, tw, th on hover).
 
-Everything is drawn in the original image's pixels (the trace's), with ``add_boxes``: one line trace per layer
-(a single path), never one shape per box. Hover points of single anchors sit on the anchor's top-left corner,
+Everything is drawn in the original image's pixels (the trace's), with ``add_boxes``: one path shape per layer
+(one SVG element), never one shape per box. Hover points of single anchors sit on the anchor's top-left corner,
 clipped to the image, because the k anchors of a location share their centre.
 
 A figure carries what a person can see, not a marker per anchor: the negatives that are not sampled (most of the
@@ -220,7 +220,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
 
     Args:
         point: (x, y) in image pixels; the location nearest it is "chosen" (default: the image's centre).
-        colour_by: "size" or "ratio": one line trace (and legend entry) per value.
+        colour_by: "size" or "ratio": one path shape (and legend entry) per value.
         sizes, ratios: the values to draw (None: all).
         scope: "all", "inside" (only anchors wholly inside the image) or "location" (only the chosen one's).
         every: draw the anchors of every n-th location (in both directions, counted from the chosen one).

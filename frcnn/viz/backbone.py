@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import torch
 
 from frcnn.trace import Trace
-from frcnn.viz.common import HIGHLIGHT, add_heatmap, image_figure
+from frcnn.viz.common import HIGHLIGHT, add_heatmap, add_path, image_figure, segments_path
 
 
 def cell_size(trace: Trace, level: int = 0) -> tuple[float, float]:
@@ -40,16 +40,13 @@ def feature_figure(image: np.ndarray, trace: Trace, level: int = 0, channel: int
     what = "mean over channels" if channel is None else f"channel {channel}"
     add_heatmap(fig, values, (ch, cw), name=what, opacity=opacity, colorscale="Inferno",
                 hovertemplate="cell (row %{y:.0f} px, col %{x:.0f} px): %{z:.3f}<extra>" + what + "</extra>")
-    if show_grid:  # one path: the columns' and the rows' lines, NaN-separated (float32, as add_boxes sends)
+    if show_grid:  # one path shape: the columns' and the rows' lines
         h, w = image.shape[:2]
         rows, cols = values.shape
-        xs = np.array([j * cw for j in range(cols + 1) if j * cw <= w], dtype=np.float32)
-        ys = np.array([i * ch for i in range(rows + 1) if i * ch <= h], dtype=np.float32)
-        gap = np.full(len(xs), np.nan, dtype=np.float32)
-        gx = np.concatenate([np.stack([xs, xs, gap], 1).ravel(), np.tile(np.float32([0, w, np.nan]), len(ys))])
-        gy = np.concatenate([np.tile(np.float32([0, h, np.nan]), len(xs)),
-                             np.stack([ys, ys, np.full(len(ys), np.nan, dtype=np.float32)], 1).ravel()])
-        fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=HIGHLIGHT, width=0.6),
-                                 opacity=0.6, name=f"feature cells ({cols}×{rows})", hoverinfo="skip",
-                                 connectgaps=False))
+        xs = np.array([j * cw for j in range(cols + 1) if j * cw <= w], dtype=np.float64)
+        ys = np.array([i * ch for i in range(rows + 1) if i * ch <= h], dtype=np.float64)
+        seg_x = np.concatenate([np.stack([xs, xs], 1), np.tile([0.0, w], (len(ys), 1))])  # (L, 2): x0, x1
+        seg_y = np.concatenate([np.tile([0.0, h], (len(xs), 1)), np.stack([ys, ys], 1)])  # (L, 2): y0, y1
+        add_path(fig, segments_path(seg_x, seg_y), HIGHLIGHT, f"feature cells ({cols}×{rows})", width=0.6,
+                 opacity=0.6)
     return fig

@@ -1,16 +1,16 @@
-"""Figure building blocks shared by every stage: the image as a background, boxes as one line trace a layer.
+"""Figure building blocks shared by every stage: the image as a background, boxes as one path shape a layer.
 
-Boxes are drawn as ONE line trace per layer, the boxes' outlines separated by gaps, so tens of thousands of
-boxes draw as a single path without freezing the browser; hover numbers ride on a second, WebGL marker
-trace of one point per box (its centre, or top-left corner) with ``customdata``. Never one shape per box.
+Boxes are drawn as ONE layout shape per layer: an SVG path (``M x1,y1 H x2 V y2 H x1 Z`` a box) in the image's
+coordinates, with the layer's legend entry (plotly shapes join the legend and its legend groups), so a layer of
+any size is one DOM element that plotly styles once. A line *trace* with gaps between the boxes is not that:
+plotly.js draws every gap-separated segment as a path element of its own and styles each on every redraw
+(measured in headless chromium on 2 cores, the Anchors page's figure: about 600 elements, a stride move 532 ->
+372 ms from the key press to a settled page). Hover numbers ride on a marker trace of one point per box (its
+centre, or top-left corner) with ``customdata``, in the layer's legend group. Never one shape per box.
 
-The outlines are an SVG ``Scatter``, not ``Scattergl``: the plotly.js that Streamlit bundles draws WebGL
-*lines* wrongly (on the image's reversed y axis they collapse onto one horizontal line; elsewhere the gaps
-between boxes are joined), while one SVG path per layer draws right and stays fast. Markers are WebGL only
-from ``GL_MIN_POINTS`` points: Streamlit mounts a chart anew whenever its figure changes (the figure is part
-of the element's identity), and a figure with any WebGL trace then creates a WebGL context, about 160 ms in
-a browser without a GPU (measured: headless chromium, the Anchors page), far more than a thousand SVG
-markers cost.
+Markers are WebGL only from ``GL_MIN_POINTS`` points: a figure with any WebGL trace creates a WebGL context,
+about 160 ms in a browser without a GPU (measured: headless chromium, the Anchors page), far more than a
+thousand SVG markers cost.
 
 Figures with many layers collect their traces in a :class:`Layers` and add them to the figure at once: plotly's
 ``add_trace`` checks every trace already in the figure, so adding n traces one at a time costs O(n^2) (measured:
@@ -75,19 +75,26 @@ def compact(x: Tensor | np.ndarray | Sequence) -> np.ndarray:
 
 
 class Layers:
-    """Traces to add to a figure in one ``fig.add_traces`` call; the ``add_*`` helpers take one in place of
-    a figure (they only call ``add_trace`` and read ``data``)."""
+    """Traces and shapes to add to a figure at once (``fig.add_traces``, one layout update); the ``add_*``
+    helpers take one in place of a figure (they only call ``add_trace`` and ``add_shape`` and read ``data``)."""
 
     def __init__(self) -> None:
         self.data: list[BaseTraceType] = []
+        self.shapes: list[go.layout.Shape] = []
 
     def add_trace(self, trace: BaseTraceType) -> Layers:
         self.data.append(trace)
         return self
 
+    def add_shape(self, shape: dict) -> Layers:
+        self.shapes.append(go.layout.Shape(shape))
+        return self
+
     def onto(self, fig: go.Figure) -> go.Figure:
-        """Add the collected traces to ``fig``, in order."""
+        """Add the collected traces and shapes to ``fig``, in order."""
         fig.add_traces(self.data)
+        if self.shapes:
+            fig.update_layout(shapes=[*fig.layout.shapes, *self.shapes])
         return fig
 
 
@@ -167,14 +174,29 @@ def image_data_url(image: np.ndarray) -> str:
     return url
 
 
-def box_outline_xy(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of every box's closed outline, boxes separated by NaN breaks: (6N,) float32 each."""
-    b = as_numpy(boxes).reshape(-1, 4).astype(np.float32)
-    n = len(b)
-    gap = np.full(n, np.nan, dtype=np.float32)
-    x = np.stack([b[:, 0], b[:, 2], b[:, 2], b[:, 0], b[:, 0], gap], axis=1).reshape(-1)
-    y = np.stack([b[:, 1], b[:, 1], b[:, 3], b[:, 3], b[:, 1], gap], axis=1).reshape(-1)
-    return x, y
+PATH_DECIMALS = 2  # box corners in the path, in image pixels: to a hundredth of a pixel
+
+
+def box_path(boxes: np.ndarray) -> str:
+    """The SVG path of every box's closed outline (N, 4) -> "M x1,y1H x2V y2H x1Z..." (the image's pixels)."""
+    b = np.round(as_numpy(boxes).reshape(-1, 4).astype(np.float64), PATH_DECIMALS)
+    return "".join(f"M{x1:g},{y1:g}H{x2:g}V{y2:g}H{x1:g}Z" for x1, y1, x2, y2 in b.tolist())
+
+
+def segments_path(x: np.ndarray, y: np.ndarray) -> str:
+    """The SVG path of straight segments (x0, y0) -> (x1, y1): ``x``, ``y`` (N, 2) each."""
+    xs, ys = np.round(as_numpy(x), PATH_DECIMALS).tolist(), np.round(as_numpy(y), PATH_DECIMALS).tolist()
+    return "".join(f"M{a:g},{c:g}L{b:g},{d:g}" for (a, b), (c, d) in zip(xs, ys, strict=True))
+
+
+def add_path(fig: Canvas, path: str, color: str, name: str, width: float = 1.5, opacity: float = 1.0,
+             dash: str | None = None, showlegend: bool = True, legendgroup: str | None = None,
+             visible: bool | str = True) -> Canvas:
+    """One layout shape drawing ``path`` in the image's coordinates, above the traces, with a legend entry."""
+    fig.add_shape(dict(type="path", path=path, xref="x", yref="y", layer="above", opacity=opacity,
+                       line=dict(color=color, width=width, dash=dash), name=name, legendgroup=legendgroup or name,
+                       showlegend=showlegend, visible=visible))
+    return fig
 
 
 def marker_trace(n: int) -> type[go.Scatter] | type[go.Scattergl]:
@@ -187,17 +209,15 @@ def add_boxes(fig: Canvas, boxes: Tensor | np.ndarray, color: str, name: str, wi
               customdata: np.ndarray | None = None, hovertemplate: str | None = None, hover_at: str = "center",
               showlegend: bool = True, legendgroup: str | None = None, visible: bool | str = True,
               total: int | None = None) -> Canvas:
-    """One SVG line trace for all ``boxes`` (N, 4), plus a marker trace carrying hover text or data.
+    """One path shape for all ``boxes`` (N, 4) (:func:`add_path`), plus a marker trace carrying hover text or data.
 
     The legend says how many boxes: "name (N)", or "name (N of total drawn)" when ``total`` (the layer's size
     before a cap) is more than N."""
     b = as_numpy(boxes).reshape(-1, 4)
     group = legendgroup or name
-    x, y = box_outline_xy(b)
     count = f"{len(b):,} of {total:,} drawn" if total is not None and total > len(b) else f"{len(b):,}"
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=color, width=width, dash=dash),
-                               opacity=opacity, name=f"{name} ({count})", hoverinfo="skip", legendgroup=group,
-                               showlegend=showlegend, visible=visible, connectgaps=False))
+    add_path(fig, box_path(b), color, f"{name} ({count})", width=width, opacity=opacity, dash=dash,
+             showlegend=showlegend, legendgroup=group, visible=visible)
     if customdata is not None:  # plain lists: a numpy row would come back from a click as a dict
         customdata = as_numpy(customdata).tolist()
     if len(b) and (hover is not None or customdata is not None):
@@ -280,4 +300,5 @@ def styled(fig: go.Figure, presentation: bool = False) -> go.Figure:
     if presentation:
         fig.update_layout(font=dict(size=PRESENTATION_FONT_SIZE), hoverlabel=dict(font_size=PRESENTATION_FONT_SIZE))
         fig.update_traces(selector=dict(mode="lines"), line_width=2.5)
+        fig.update_shapes(selector=dict(type="path"), line_width=2.5)
     return fig

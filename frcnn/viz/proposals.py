@@ -78,8 +78,8 @@ def objectness_figure(image: np.ndarray, trace: Trace, level: int = 0, reduce: s
 
 def _add_scored_boxes(fig: go.Figure, boxes: np.ndarray, scores: np.ndarray, hover: list[str], color: str,
                       name: str, width: float, shade: bool, dash: str | None = None) -> None:
-    """One legend entry for all ``boxes``; with ``shade`` one line trace per score bin, opacity rising with it."""
-    start = len(fig.data)
+    """One legend entry for all ``boxes``; with ``shade`` one path per score bin, opacity rising with it."""
+    start = len(fig.layout.shapes)
     if not shade:
         add_boxes(fig, boxes, color, name, width=width, hover=hover, legendgroup=name, dash=dash)
     else:
@@ -92,10 +92,10 @@ def _add_scored_boxes(fig: go.Figure, boxes: np.ndarray, scores: np.ndarray, hov
             add_boxes(fig, boxes[sel], color, name, width=width, opacity=opacity, legendgroup=name,
                       hover=[h for h, s in zip(hover, sel, strict=True) if s], showlegend=first, dash=dash)
             first = False
-    lines = [t for t in fig.data[start:] if t.mode == "lines"]
-    if lines:
-        lines[0].name = f"{name} ({len(boxes):,})"
-        lines[0].showlegend = True
+    layers = fig.layout.shapes[start:]
+    if layers:
+        layers[0].name = f"{name} ({len(boxes):,})"
+        layers[0].showlegend = True
 
 
 def proposals_figure(image: np.ndarray, trace: Trace, top_n: int = 50, shade_by_score: bool = True,

@@ -24,10 +24,11 @@ PAGES = [("", "start"), ("backbone", "backbone"), ("anchors", "anchors"), ("anch
 
 NO_FIGURE_YET = ("", "training")  # the start page draws its figures lower down; training has none until a run
 
-# what every figure shows (x and y may be plain arrays or base64 {dtype, bdata} objects)
+# what every figure shows (x and y may be plain arrays or base64 {dtype, bdata} objects; boxes are path shapes)
 FIGURE_SIGNATURE = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd =>
     JSON.stringify((gd.data || []).map(t => [t.name, JSON.stringify(t.x || []).slice(0, 400),
-                                             JSON.stringify(t.y || []).slice(0, 400)]))).join('|')"""
+                                             JSON.stringify(t.y || []).slice(0, 400)]))
+    + JSON.stringify(((gd.layout || {}).shapes || []).map(s => [s.name, (s.path || '').slice(0, 400)]))).join('|')"""
 # every figure drawn: a new chart has its data at once, its SVG traces and background image only once plotly has
 # drawn them (the image loads asynchronously), so a changed signature alone would time less than the user waits
 FIGURES_DRAWN = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).every(gd => gd._fullData &&

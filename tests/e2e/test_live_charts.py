@@ -1,5 +1,5 @@
-"""The charts in a real browser: a slider move keeps the user's zoom, a box selection on Start adds a ground-truth
-box, and the PNG download holds the figure with its whole legend (app_pages/_chart.py)."""
+"""The charts in a real browser: a slider move keeps the user's zoom and the legend entries they hid, a box selection
+on Start adds a ground-truth box, and the PNG download holds the figure with its whole legend (app_pages/_chart.py)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,43 @@ def test_a_slider_move_keeps_the_users_zoom(app_url, page, path, key, label):
     after = page.evaluate(RANGES, key)
     # the view stayed where the user put it
     assert sum(after, []) == pytest.approx(sum(zoomed, []), abs=1e-6), (zoomed, after)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+HIDDEN = """(key) => { const d = document.querySelector(`div.frcnn-chart[data-key="${key}"]`);
+    return [(d._fullLayout.shapes || []).filter(s => s.visible === 'legendonly').map(s => s.legendgroup),
+            d._fullData.filter(t => t.visible === 'legendonly').map(t => t.legendgroup)]; }"""
+
+
+def _click_legend_entry(page, chart, text: str) -> None:
+    """A single click on the legend entry holding ``text`` (on its toggle, not on the toolbar that a hover shows)."""
+    entry = chart.locator("g.legend g.traces", has_text=text).first
+    entry.scroll_into_view_if_needed()
+    box = entry.bounding_box()
+    x, y = box["x"] + 15, box["y"] + box["height"] / 2
+    assert page.evaluate(f"() => document.elementFromPoint({x}, {y}).classList.contains('legendtoggle')"), text
+    page.mouse.click(x, y)
+
+
+def test_a_slider_move_keeps_the_legend_entries_the_user_hid(app_url, page):
+    """A layer of boxes is a path shape with its hover points a trace in its legend group: hiding it from the legend
+    hides both, and a new figure (another stride) keeps both hidden (uirevision keeps traces, _chart.js shapes)."""
+    page.goto(f"{app_url}/anchors")
+    key = "anchors_image"
+    chart = _chart(page, key)
+    assert page.evaluate(HIDDEN, key) == [[], []]
+    _click_legend_entry(page, chart, "size 16 (")
+    page.wait_for_function(f"({HIDDEN})('{key}')[0].length > 0", timeout=10_000)
+    hidden = page.evaluate(HIDDEN, key)
+    assert set(hidden[0]) == {"size 16"} and set(hidden[1]) == {"size 16"}, hidden  # the layer and its hover points
+    assert len(hidden[0]) == 2  # the layer's boxes and those of the chosen cell
+    before = page.evaluate(REVISION, key)
+    _move_slider(page, "Stride (px between centres)")
+    page.wait_for_function(f"({REVISION})('{key}') > {before}", timeout=120_000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    assert page.evaluate(HIDDEN, key) == hidden
+    _click_legend_entry(page, chart, "size 16 (")  # a click shows it again
+    page.wait_for_function(f"({HIDDEN})('{key}')[0].length == 0", timeout=10_000)
     assert page.locator("[data-testid='stException']").count() == 0
 
 
