@@ -4,38 +4,53 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from frcnn import pipeline_counts as pc
+from frcnn.pipeline_counts import Pipeline, pipeline_counts
 from frcnn.trace import Trace
 from frcnn.viz.common import KEPT, POSITIVE
 
+GROUP_COLORS = {"input": "#eeeeee", "anchors": "#dde7f3", "labels": "#d8f0e6", "proposals": "#cfe3f5",
+                "roi": "#f5dcd0", "detections": "#ffe1b3", "note": "#f2f2f2"}  # node fill by pipeline_counts' group
 
-def pipeline_dot(trace: Trace) -> str:
-    """anchors -> inside -> positive / negative / ignored -> proposals before / after NMS -> RoIs fg / bg ->
-    detections, as a left-to-right DOT graph whose nodes carry the counts."""
-    c = trace.counts()
 
-    def node(name: str, label: str, color: str = "#dde7f3") -> str:
-        return f'{name} [label="{label}", fillcolor="{color}"];'
+def _dot_text(text: str) -> str:
+    """Text inside a DOT double-quoted label."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
-    lines = ["digraph pipeline {", "rankdir=LR; bgcolor=transparent;",
-             'node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12];',
-             node("image", f"image\\n{trace.image_size[1]}×{trace.image_size[0]}"),
-             node("features", "features\\n" + ", ".join(f"{m.shape[-1]}×{m.shape[-2]}" for m in trace.features.maps)),
-             node("anchors", f"anchors\\n{c['anchors']:,}"),
-             node("inside", f"inside the image\\n{c['inside']:,}"),
-             node("pre_nms", f"proposals before NMS\\n{c['proposals_pre_nms']:,}"),
-             node("proposals", f"proposals after NMS\\n{c['proposals']:,}", "#cfe3f5"),
-             node("detections", f"detections\\n{c['detections']:,}", "#ffe1b3"),
-             "image -> features -> anchors -> inside;", "features -> pre_nms -> proposals;",
-             "proposals -> detections;"]
-    if "positive" in c:
-        lines += [node("labels", f"positive {c['positive']:,}\\nnegative {c['negative']:,}\\n"
-                                 f"ignored {c['ignored']:,}", "#d8f0e6"),
-                  node("minibatch", f"RPN minibatch\\n{c['sampled_positive']} + {c['sampled_negative']}", "#d8f0e6"),
-                  node("rois", f"RoI minibatch\\nfg {c['rois_fg']} / bg {c['rois_bg']}", "#f5dcd0"),
-                  "inside -> labels -> minibatch;", "proposals -> rois;"]
-    else:
-        lines.append(node("nogt", "no ground truth:\\nno anchor labels,\\nRoI samples or losses", "#eeeeee"))
-        lines.append("inside -> nogt [style=dashed];")
+
+# The drawing's rows, top to bottom, each left to right: the input chain, then the labelling and proposal chains side
+# by side, then their outcomes. A left-to-right graph of the whole chain was about 2,400 px wide, drawn at a third of
+# its size in the page's 940 px (4-pt text); in rows it keeps about its own size.
+ROWS = (
+    (pc.IMAGE, pc.INPUT, pc.FEATURES, pc.ANCHORS, pc.RPN_ANCHORS),
+    (pc.LABELLED, pc.INSIDE, pc.OUTSIDE, pc.TOP_N, pc.PRE_NMS, pc.NMS, pc.PROPOSALS),
+    (pc.POSITIVE, pc.NEGATIVE, pc.IGNORED, pc.NO_GT, pc.ROI_CANDIDATES, pc.DETECTIONS),
+    (pc.MINIBATCH, pc.ROI_MINIBATCH),
+)
+
+
+def pipeline_dot(pipeline: Pipeline | Trace) -> str:
+    """The :func:`~frcnn.pipeline_counts.pipeline_counts` graph (of a trace, if given one) as a DOT graph in
+    :data:`ROWS`: a node's label is its title, its count, and the lines that say what the count is made of."""
+    if isinstance(pipeline, Trace):
+        pipeline = pipeline_counts(pipeline)
+    lines = ["digraph pipeline {", "rankdir=TB; bgcolor=transparent; nodesep=0.25; ranksep=0.35;",
+             'node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12, margin="0.1,0.04"];',
+             'edge [color="#888888", arrowsize=0.7];']
+    for n in pipeline.nodes:
+        parts = [n.title] + ([f"{n.count:,}"] if n.count is not None else []) + list(n.lines)
+        label = "\\n".join(_dot_text(p) for p in parts)
+        lines.append(f'{n.id} [label="{label}", fillcolor="{GROUP_COLORS.get(n.group, "#dde7f3")}"];')
+    joined = {(e.source, e.target) for e in pipeline.edges}
+    for row in ROWS:
+        present = [i for i in row if pipeline.has(i)]
+        if present:
+            lines.append("{rank=same; " + " ".join(present) + ";}")
+        for a, b in zip(present, present[1:], strict=False):  # the row's order: an invisible edge where none is
+            if (a, b) not in joined:
+                lines.append(f"{a} -> {b} [style=invis];")
+    for e in pipeline.edges:
+        lines.append(f"{e.source} -> {e.target}" + (" [style=dashed]" if e.dashed else "") + ";")
     lines.append("}")
     return "\n".join(lines)
 
