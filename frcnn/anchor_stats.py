@@ -101,6 +101,7 @@ class Coverage:
 
     best_anchor: Tensor  # (G,) int64 anchor index with the highest IoU, -1 if no anchor was usable
     best_iou: Tensor  # (G,) float, 0 if no anchor was usable
+    ties: Tensor | None = None  # (G,) int64 anchors tied at best_iou, when known (the anchor targets count them)
 
     def recall(self, iou_thresh: float) -> float:
         """The share of ground-truth boxes whose best anchor reaches ``iou_thresh`` (nan without boxes)."""

@@ -211,7 +211,10 @@ def test_targets_figure_hover_numbers_are_the_traces(setup):
     tx = ((g[:, 0] + g[:, 2]) / 2 - (a[:, 0] + a[:, 2]) / 2) / aw
     ty = ((g[:, 1] + g[:, 3]) / 2 - (a[:, 1] + a[:, 3]) / 2) / ah
     assert np.allclose(np.stack([tx, ty, np.log(gw / aw), np.log(gh / ah)], 1), data[:, 7:11], atol=0.005)
-    assert pos.text is None and "</b> · positive · in the minibatch<br>" in pos.hovertemplate  # one label a layer
+    assert "</b> · positive · in the minibatch<br>" in pos.hovertemplate  # one label a layer
+    # and one line a positive: the rule that made it (tests/test_explanations.py checks them against the Matcher)
+    assert "<br>%{text}<extra>" in pos.hovertemplate and len(pos.text) == len(idx)
+    assert all(s.startswith(("positive by IoU", "positive as the best anchor of GT #")) for s in pos.text)
 
 
 def _shades(fig, name: str):

@@ -1,7 +1,9 @@
 """Anchor targets: which anchors the RPN learns to call object, background or nothing (paper 3.1.2).
 
 An anchor is positive (1) if its IoU with some ground-truth box is >= ``fg_iou_thresh`` or, with the
-low-quality rule, if it is (one of) the best anchor(s) of a ground-truth box; negative (0) if its IoU
+low-quality rule, if it is (one of) the best anchor(s) of a ground-truth box: every anchor tied at the box's best
+IoU, as torchvision's Matcher does (``ties_per_gt`` counts them: on a regular grid whole rows of anchors tie, e.g.
+243 anchors at IoU 0.446 for the flag of the astronaut photo with the shipped default model); negative (0) if its IoU
 with every ground-truth box is < ``bg_iou_thresh``; otherwise ignored (-1). With ``ignore_cross_boundary``
 (the paper, in training) anchors that cross the image border are ignored and never matched. A minibatch
 of ``batch_size_per_image`` anchors, at most ``positive_fraction`` positive, is drawn for the loss.
@@ -41,6 +43,25 @@ class AnchorTargets:
     sampled_negative: Tensor  # (Q,) int64
     best_anchor_per_gt: Tensor  # (G,) int64 anchor index with the highest IoU
     best_iou_per_gt: Tensor  # (G,)
+    # the low-quality rule makes every anchor tied at a box's best quality positive, not one "best anchor":
+    ties_per_gt: Tensor | None = None  # (G,) int64 anchors tied at the box's best quality (0: no usable anchor)
+    best_of_gt: Tensor | None = None  # (A,) int64 the first GT box whose (tied) best anchor this is, -1 if none
+
+
+POSITIVE_BY_IOU, POSITIVE_AS_BEST = 1, 2  # which rule made a positive (``positive_rule``); 0: not positive
+
+
+def positive_rule(targets: AnchorTargets, fg_iou_thresh: float) -> Tensor:
+    """(A,) int64: :data:`POSITIVE_BY_IOU` for a positive whose IoU reaches ``fg_iou_thresh`` (the Matcher's
+    ``>= high_threshold``), :data:`POSITIVE_AS_BEST` for one that is positive only as (one of the tied) best
+    anchor(s) of a GT box, 0 for the others. A positive is never cross-boundary-ignored, so its best usable
+    quality is its ``max_iou``."""
+    positive = targets.labels == POSITIVE
+    by_iou = positive & (targets.max_iou >= fg_iou_thresh)
+    rule = torch.zeros_like(targets.labels)
+    rule[by_iou] = POSITIVE_BY_IOU
+    rule[positive & ~by_iou] = POSITIVE_AS_BEST
+    return rule
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,8 @@ class _Matches:
     matched_gt: Tensor  # (A,) its index
     best_iou_per_gt: Tensor  # (G,) best quality (IoU, 0 for unusable anchors) of each GT box
     best_anchor_per_gt: Tensor  # (G,)
+    ties_per_gt: Tensor  # (G,) anchors at that best quality (0 for a box with no usable anchor)
+    best_of_gt: Tensor  # (A,) first GT box whose best-quality tie holds the anchor, -1 if none
 
 
 def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> _Matches:
@@ -74,13 +97,20 @@ def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSetti
     # chunk per chunk when they were appended to a list)
     best_iou_per_gt = anchors.new_zeros(len(gt_boxes))  # (G,)
     best_anchor_per_gt = torch.zeros(len(gt_boxes), dtype=torch.int64, device=device)
+    ties_per_gt = torch.zeros(len(gt_boxes), dtype=torch.int64, device=device)
+    best_of_gt = torch.full((num_anchors,), -1, dtype=torch.int64, device=device)
     for start, iou in iou_chunks(gt_boxes, anchors):  # (g, A)
         quality = iou * mask if mask is not None else iou
         row_best, row_index = quality.max(dim=1)  # (g,)
         best_iou_per_gt[start:start + len(row_best)] = row_best
         best_anchor_per_gt[start:start + len(row_best)] = row_index
         usable = row_best > 0  # (g,)
-        is_best |= ((quality == row_best[:, None]) & usable[:, None]).any(dim=0)
+        tied = (quality == row_best[:, None]) & usable[:, None]  # (g, A): the Matcher's low-quality rule
+        ties_per_gt[start:start + len(row_best)] = tied.sum(dim=1)
+        first = tied.to(torch.uint8).argmax(dim=0) + start  # (A,) the first tied box of the chunk
+        any_tied = tied.any(dim=0)  # (A,)
+        best_of_gt = torch.where((best_of_gt < 0) & any_tied, first, best_of_gt)
+        is_best |= any_tied
         value, at = torch.where(usable[:, None], quality, -1.0).max(dim=0)  # (A,)
         better = value > q_best
         q_best, q_index = torch.where(better, value, q_best), torch.where(better, at + start, q_index)
@@ -95,7 +125,7 @@ def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSetti
         matched = torch.where(matched >= 0, q_index, matched)
         if settings.allow_low_quality_matches:
             matched = torch.where(is_best, q_index, matched)
-    return _Matches(matched, iou_best, iou_index, best_iou_per_gt, best_anchor_per_gt)
+    return _Matches(matched, iou_best, iou_index, best_iou_per_gt, best_anchor_per_gt, ties_per_gt, best_of_gt)
 
 
 def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> AnchorTargets:
@@ -113,7 +143,8 @@ def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: 
                                     settings.sample_seed)
         empty = torch.zeros(0, dtype=torch.int64, device=device)
         return AnchorTargets(labels, anchors.new_zeros(num_anchors), torch.full_like(labels, -1),
-                             anchors.new_zeros(num_anchors, 4), pos, neg, empty, anchors.new_zeros(0))
+                             anchors.new_zeros(num_anchors, 4), pos, neg, empty, anchors.new_zeros(0), empty,
+                             torch.full_like(labels, -1))
 
     m = _match(anchors, inside, gt_boxes, settings)
     matched, max_iou, matched_gt = m.matched, m.max_iou, m.matched_gt
@@ -129,4 +160,4 @@ def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: 
     pos, neg = sample_minibatch(labels, settings.batch_size_per_image, settings.positive_fraction,
                                 settings.sample_seed)
     return AnchorTargets(labels, max_iou, target_index, regression_targets, pos, neg,
-                         m.best_anchor_per_gt, m.best_iou_per_gt)
+                         m.best_anchor_per_gt, m.best_iou_per_gt, m.ties_per_gt, m.best_of_gt)

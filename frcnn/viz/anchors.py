@@ -31,6 +31,7 @@ from frcnn.anchor_stats import (
     location_centres,
     nearest_location,
 )
+from frcnn.stages.anchor_targets import POSITIVE_AS_BEST, POSITIVE_BY_IOU, positive_rule
 from frcnn.stages.anchors import Anchors
 from frcnn.trace import Trace
 from frcnn.viz.common import (
@@ -111,7 +112,8 @@ def coverage(trace: Trace, inside_only: bool) -> Coverage:
     t = trace.anchor_targets
     same_mask = inside_only == trace.settings.rpn.ignore_cross_boundary
     if t is not None and same_mask and bool((t.best_iou_per_gt > 0).all()):
-        return Coverage(t.best_anchor_per_gt.cpu(), t.best_iou_per_gt.cpu())
+        ties = t.ties_per_gt.cpu() if t.ties_per_gt is not None else None
+        return Coverage(t.best_anchor_per_gt.cpu(), t.best_iou_per_gt.cpu(), ties)
     return anchor_coverage(trace.anchors.boxes, trace.gt_boxes, trace.anchors.inside if inside_only else None)
 
 
@@ -119,6 +121,7 @@ def coverage_rows(trace: Trace, cov: Coverage) -> list[dict]:
     """One row per ground-truth box: its class and size, and its best anchor's IoU, size, ratio and cell."""
     lay = anchor_layout(trace.anchors, cov.best_anchor.clamp(min=0))  # (G,): each GT's best anchor
     names = trace.class_names
+    ties = as_numpy(cov.ties) if cov.ties is not None else None  # known when the anchor targets found the best
     rows = []
     for g, (box, lab) in enumerate(zip(as_numpy(trace.gt_boxes), trace.gt_labels.tolist(), strict=True)):
         i = int(cov.best_anchor[g])
@@ -126,6 +129,7 @@ def coverage_rows(trace: Trace, cov: Coverage) -> list[dict]:
         rows.append({"GT": g, "class": names[lab] if 0 < lab < len(names) else str(lab),
                      "GT w×h": f"{box[2] - box[0]:.0f}×{box[3] - box[1]:.0f}",
                      "best IoU": round(float(cov.best_iou[g]), 3),
+                     "anchors tied at it": int(ties[g]) if ties is not None else None,
                      "anchor": i if ok else None,
                      "anchor size": float(lay.size[g]) if ok else None,
                      "anchor ratio": float(lay.ratio[g]) if ok else None,
@@ -281,9 +285,11 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
         ok = as_numpy(cov.best_anchor) >= 0
         best = as_numpy(cov.best_anchor)[ok]
         lay = anchor_layout(a, torch.as_tensor(best))
+        tied = as_numpy(cov.ties) if cov.ties is not None else None  # "best anchor" is often many anchors
         hover = [f"GT #{g}: best anchor {i} · IoU {float(cov.best_iou[g]):.3f} · size {float(lay.size[n]):g} · "
-                 f"ratio {float(lay.ratio[n]):g}" for n, (g, i) in enumerate(zip(np.flatnonzero(ok), best,
-                                                                                 strict=True))]
+                 f"ratio {float(lay.ratio[n]):g}"
+                 + (f" · {int(tied[g])} anchors tied at this IoU" if tied is not None and tied[g] > 1 else "")
+                 for n, (g, i) in enumerate(zip(np.flatnonzero(ok), best, strict=True))]
         add_boxes(fig, boxes[best], HIGHLIGHT, "best anchor per GT", width=2.5, dash="dash")
         _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
                          text=hover, size=8)
@@ -466,9 +472,13 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
             capped.append(f"{len(drawn):,} of {len(index):,} {name}")
         add_boxes(fig, boxes[drawn], color, name, width=width, opacity=opacity, dash=dash, visible=visible,
                   total=len(index), legendgroup=name)
-        _hover_at_corner(fig, boxes[drawn], trace.image_size, color, name, name,
+        template = ANCHOR_HOVER.replace("{label}", label)
+        why = positive_reasons(trace, drawn) if label.startswith("positive") else None
+        if why is not None:  # which rule made each positive: the text line before the hover's <extra>
+            template = template.replace("<extra>", "<br>%{text}<extra>")
+        _hover_at_corner(fig, boxes[drawn], trace.image_size, color, name, name, text=why,
                          customdata=compact(anchor_customdata(trace, drawn)),
-                         hovertemplate=ANCHOR_HOVER.replace("{label}", label), size=hover_size, visible=visible)
+                         hovertemplate=template, size=hover_size, visible=visible)
 
     rest_neg = (labels == 0) & ~sampled
     ignored = labels == -1
@@ -506,10 +516,53 @@ def positive_rows(trace: Trace) -> list[dict]:
     lay = anchor_layout(trace.anchors, torch.as_tensor(positives))
     sampled = sampled_mask(trace)
     data = anchor_customdata(trace, positives)
+    why = positive_reasons(trace, positives)
     rows = []
     for n, i in enumerate(positives):
         d = data[n]
         rows.append({"anchor": int(i), "in minibatch": bool(sampled[i]), "IoU": round(float(d[1]), 3),
-                     "GT": int(d[2]), "size": float(lay.size[n]), "ratio": float(lay.ratio[n]),
+                     "GT": int(d[2]), "positive by": why[n], "size": float(lay.size[n]), "ratio": float(lay.ratio[n]),
                      **{name: round(float(v), 4) for name, v in zip(("tx", "ty", "tw", "th"), d[7:11], strict=True)}})
+    return rows
+
+
+def positive_reasons(trace: Trace, index: np.ndarray) -> list[str]:
+    """For each anchor of ``index`` (positives), the rule that made it positive, in words: its IoU reached the
+    positive threshold, or it is (one of the tied) best anchor(s) of GT box k (the low-quality rule)."""
+    t, s = trace.anchor_targets, trace.settings.rpn
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    rule = as_numpy(positive_rule(t, s.fg_iou_thresh))[index]
+    iou = as_numpy(t.max_iou)[index]
+    best_of = as_numpy(t.best_of_gt)[index] if t.best_of_gt is not None else np.full(len(index), -1)
+    ties = as_numpy(t.ties_per_gt) if t.ties_per_gt is not None else np.zeros(0, dtype=np.int64)
+    best_iou = as_numpy(t.best_iou_per_gt)
+    out = []
+    for r, v, g in zip(rule, iou, best_of, strict=True):
+        tie = (f"one of {int(ties[g])} anchors tied at IoU {float(best_iou[g]):.3f}" if int(ties[g]) > 1
+               else f"IoU {float(best_iou[g]):.3f}") if g >= 0 else ""
+        if r == POSITIVE_BY_IOU:
+            also = f" (also a best anchor of GT #{int(g)}: {tie})" if g >= 0 else ""
+            out.append(f"positive by IoU {float(v):.3f} ≥ θfg {s.fg_iou_thresh:g}{also}")
+        elif r == POSITIVE_AS_BEST:
+            out.append(f"positive as the best anchor of GT #{int(g)} ({tie}; below θfg {s.fg_iou_thresh:g})")
+        else:
+            out.append("not positive")
+    return out
+
+
+def best_anchor_ties(trace: Trace) -> list[dict]:
+    """One row per GT box: its best IoU with any (usable) anchor, how many anchors tie at it, and how many of them
+    are positive only by the low-quality rule (their IoU is below the positive threshold)."""
+    t, s = trace.anchor_targets, trace.settings.rpn
+    if t is None or t.ties_per_gt is None:
+        return []
+    rule = as_numpy(positive_rule(t, s.fg_iou_thresh))
+    best_of = as_numpy(t.best_of_gt)
+    names = trace.class_names
+    rows = []
+    for g, (iou, ties, label) in enumerate(zip(as_numpy(t.best_iou_per_gt), as_numpy(t.ties_per_gt),
+                                               trace.gt_labels.tolist(), strict=True)):
+        rows.append({"GT": g, "class": names[int(label)] if 0 < int(label) < len(names) else str(int(label)),
+                     "best IoU": round(float(iou), 3), "anchors tied at it": int(ties),
+                     "positive only as best": int(((rule == POSITIVE_AS_BEST) & (best_of == g)).sum())})
     return rows
