@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -58,7 +59,14 @@ FONT_SIZE = 13
 # its text then falls back to a wider font than the one the legend was laid out with, and entries overlap or run
 # off the edge ("scoring under 0.5 (19" cut). With a system font the export measures what the page measured.
 FONT_FAMILY = "Arial, Liberation Sans, Helvetica, sans-serif"
-PRESENTATION_FONT_SIZE = 22
+PRESENTATION_FONT_SIZE = 22  # px: every text of a figure in presentation mode (ticks, hover, axis titles), at least
+PRESENTATION_LEGEND_SIZE = 19  # px: legend entries in presentation mode (a room reads 18 px; 22 px legends of six
+# long entries took half the height of a figure at 1280x720)
+PRESENTATION_TITLE_SIZE = 24  # px: a figure's title in presentation mode
+PRESENTATION_LABEL_SIZE = 18  # px: annotations in presentation mode (box labels, IoU labels), at least
+LABEL_FONT_SIZE = 16  # px: a box's "class score" label (:func:`add_box_labels`)
+TITLE_CHARS = 48  # characters a line of a figure's title in presentation mode (26 px: about 600 px)
+_TITLE_BREAKS = re.compile(r"(?<=· )|(?<=: )|(?<=; )")  # not ", ": "cell (36, 43)" stays whole
 
 
 def as_numpy(x: Tensor | np.ndarray | Sequence) -> np.ndarray:
@@ -233,6 +241,30 @@ def add_boxes(fig: Canvas, boxes: Tensor | np.ndarray, color: str, name: str, wi
     return fig
 
 
+def text_colour(background: str) -> str:
+    """Black or white, whichever reads better on ``background`` ("#rrggbb"): its relative luminance (WCAG)."""
+    channels = [int(background[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "#ffffff"
+
+
+def add_box_labels(fig: go.Figure, boxes: Tensor | np.ndarray, texts: Sequence[str], color: str,
+                   name: str = "box label", size: int = LABEL_FONT_SIZE, visible: bool = True) -> go.Figure:
+    """A label per box (N, 4): ``texts[i]`` ("ring 0.97") just above the box's top-left corner (inside it when the
+    box touches the image's top), white or black on the box's ``color`` so it reads on any image. Plotly
+    annotations (about 250 bytes of JSON each: 300 labels are 75 KB), anchored in the image's pixels, so they
+    follow a zoom; they carry ``name`` (the tests read them back by it)."""
+    b = as_numpy(boxes).reshape(-1, 4)
+    font = dict(color=text_colour(color), size=size, family=FONT_FAMILY)
+    labels = [go.layout.Annotation(x=x1, y=y1, xref="x", yref="y", text=text, showarrow=False, xanchor="left",
+                                   yanchor="bottom" if y1 > 2 * size else "top", font=font, bgcolor=color,
+                                   borderpad=1, opacity=0.9, name=name, visible=visible)
+              for (x1, y1, _, _), text in zip(b.tolist(), texts, strict=True)]
+    if labels:  # at once: add_annotation copies every annotation already there, O(n^2) for n labels
+        fig.update_layout(annotations=[*fig.layout.annotations, *labels])
+    return fig
+
+
 def box_hover(boxes: np.ndarray) -> list[str]:
     """"(x1, y1)-(x2, y2) w x h" per box."""
     b = as_numpy(boxes).reshape(-1, 4)
@@ -293,12 +325,104 @@ def add_cell_shade(fig: Canvas, counts: np.ndarray, centre: tuple[float, float],
     return fig
 
 
+def _at_least(size: float | None, minimum: float) -> float:
+    return minimum if size is None else max(float(size), minimum)
+
+
+def wrap_title(text: str, width: int = TITLE_CHARS) -> str:
+    """A long title in lines of about ``width`` characters, broken after its own separators (" · ", ": ", "; "),
+    or between words in a part longer than a line, with plotly's ``<br>``: a plotly title never wraps, and at a
+    projector's font size it ran off the figure."""
+    if len(text) <= width or "<br>" in text:
+        return text
+    parts = [word for part in _TITLE_BREAKS.split(text)  # a part still too long: broken between its words
+             for word in ([part] if len(part) <= width else re.split(r"(?<= )", part))]
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) > width:
+            lines.append(line.rstrip())
+            line = part.lstrip()
+        else:
+            line += part
+    return "<br>".join([*lines, line.rstrip()])
+
+
+# a legend entry at 19 px, measured in chromium: px per character, its mark and gaps, a row of a horizontal legend
+LEGEND_CHAR_PX, LEGEND_ENTRY_PX, LEGEND_ROW_PX = 10.5, 50, 33
+TYPICAL_PLOT_PX = (790, 370)  # a main figure at 1280x720 less its ticks (width, height), for choosing a legend's side
+TITLE_LINE_PX = 31  # a line of a title at PRESENTATION_TITLE_SIZE
+
+
+def _legend_beside(fig: go.Figure) -> bool:
+    """Whether an image figure's legend leaves the image larger beside it (a column as wide as its longest entry)
+    than under it (rows of entries), estimated on a main figure's size at 1280x720 (presentation mode)."""
+    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    names += [s.name for s in fig.layout.shapes if s.showlegend and s.name]
+    if not names:
+        return True
+    image = fig.layout.images[0]
+    iw, ih = float(image.sizex or 1), float(image.sizey or 1)
+    w, h = TYPICAL_PLOT_PX
+    title = fig.layout.title.text
+    h -= TITLE_LINE_PX * (title.count("<br>") + 1) if title else 0
+    side = LEGEND_CHAR_PX * max(len(n) for n in names) + LEGEND_ENTRY_PX
+    rows, used = 1, 0.0  # entries laid in rows as plotly lays them: the next row when one does not fit
+    for n in names:
+        entry = LEGEND_CHAR_PX * len(n) + LEGEND_ENTRY_PX
+        rows, used = (rows + 1, entry) if used and used + entry > w else (rows, used + entry)
+    beside = min(max(w - side, 1) / iw, h / ih)
+    under = min(w / iw, max(h - rows * LEGEND_ROW_PX, 1) / ih)
+    return beside >= under
+
+
+def _large_axis(axis: go.layout.XAxis | go.layout.YAxis, size: int) -> None:
+    """An axis' ticks and title at least ``size`` px. A log axis is labelled at its powers of ten only: plotly draws
+    the digits in between ("2", "5") at about 3/4 of the tick font, and at a projector's size they overlapped."""
+    axis.update(tickfont_size=_at_least(axis.tickfont.size, size),
+                title_font_size=_at_least(axis.title.font.size, size))
+    if axis.type == "log" and axis.dtick is None:
+        axis.update(dtick=1)
+
+
 def styled(fig: go.Figure, presentation: bool = False) -> go.Figure:
     """Every figure the pages show: a system font (:func:`with_system_font`, so PNG exports keep their legends);
-    for a projector, larger fonts and lines."""
+    for a projector (issue 18), every text at least :data:`PRESENTATION_FONT_SIZE` px (the title
+    :data:`PRESENTATION_TITLE_SIZE`, wrapped: :func:`wrap_title`) and every annotation (box labels, IoU labels)
+    at least :data:`PRESENTATION_LABEL_SIZE`, thicker lines, and the top margin the larger title and legend need."""
     with_system_font(fig)
-    if presentation:
-        fig.update_layout(font=dict(size=PRESENTATION_FONT_SIZE), hoverlabel=dict(font_size=PRESENTATION_FONT_SIZE))
-        fig.update_traces(selector=dict(mode="lines"), line_width=2.5)
-        fig.update_shapes(selector=dict(type="path"), line_width=2.5)
+    if not presentation:
+        return fig
+    size = PRESENTATION_FONT_SIZE
+    title = fig.layout.title.text
+    fig.update_layout(font_size=size, hoverlabel_font_size=size, legend_font_size=PRESENTATION_LEGEND_SIZE,
+                      title_font_size=PRESENTATION_TITLE_SIZE, coloraxis_colorbar_tickfont_size=size)
+    if title:  # above the plot, pushing the top margin as far as its lines need (a legend on top goes below)
+        notes = [a for a in fig.layout.annotations if a.yref == "paper" and (a.y or 0) >= 1]  # a note on top
+        above = max((_at_least(a.font.size, PRESENTATION_LABEL_SIZE) * 1.5 for a in notes), default=0)
+        fig.update_layout(title=dict(text=wrap_title(title), yref="paper", y=1, yanchor="bottom", automargin=True,
+                                     pad=dict(b=8 + int(above))), margin_t=10)
+    if fig.layout.images and _legend_beside(fig):
+        # an image is as large as the figure lets it: its legend beside it, or under it, whichever leaves it larger
+        fig.update_layout(legend=dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top", yref="paper"))
+    elif fig.layout.images or title and fig.layout.legend.orientation == "h" and (fig.layout.legend.y or 0) >= 1:
+        # long entries: a row under the figure (beside it, they took most of its width)
+        fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", yref="container", y=0, yanchor="bottom"),
+                          margin_b=10)
+    if fig.layout.images and not title:
+        fig.update_layout(margin_t=20)  # the room above was the legend's (20: the first tick label's half)
+    fig.for_each_xaxis(lambda a: _large_axis(a, size))
+    fig.for_each_yaxis(lambda a: _large_axis(a, size))
+    fig.for_each_annotation(lambda a: a.update(font_size=_at_least(a.font.size, PRESENTATION_LABEL_SIZE)))
+    for trace in fig.data:
+        if "textfont" in trace:
+            trace.textfont.size = _at_least(trace.textfont.size, size)
+        if "hoverlabel" in trace and trace.hoverlabel.font.size is not None:
+            trace.hoverlabel.font.size = _at_least(trace.hoverlabel.font.size, size)
+        if "colorbar" in trace:
+            trace.colorbar.tickfont.size = _at_least(trace.colorbar.tickfont.size, size)
+            trace.colorbar.title.font.size = _at_least(trace.colorbar.title.font.size, size)
+    if any(t.type in ("bar", "funnel") for t in fig.data):  # text inside a bar: never shrunk below the room's size
+        fig.update_layout(uniformtext=dict(minsize=PRESENTATION_LABEL_SIZE, mode="show"))
+    fig.update_traces(selector=dict(mode="lines"), line_width=2.5)
+    fig.update_shapes(selector=dict(type="path"), line_width=2.5)
     return fig

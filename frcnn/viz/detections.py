@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from torch import Tensor
 
 from frcnn.detection_stats import Matching, match_detections  # noqa: F401 - the figures' matching, re-exported
 from frcnn.trace import Trace
@@ -15,6 +16,7 @@ from frcnn.viz.common import (
     NEGATIVE,
     PALETTE,
     POSITIVE,
+    add_box_labels,
     add_boxes,
     fit_legend,
     image_figure,
@@ -23,6 +25,11 @@ from frcnn.viz.common import (
 
 def _gt_name(names: tuple[str, ...], label: int) -> str:
     return names[label] if 0 < label < len(names) else f"class {label} (not the model's)"
+
+
+def label_texts(names: tuple[str, ...], labels: Tensor, scores: Tensor) -> list[str]:
+    """A detection's box label: "class score" ("ring 0.97")."""
+    return [f"{_gt_name(names, int(lab))} {float(s):.2f}" for lab, s in zip(labels, scores, strict=True)]
 
 
 def scored_title(n_drawn: int, n_all: int, min_score: float, score_thresh: float, precision: float,
@@ -37,7 +44,7 @@ def scored_title(n_drawn: int, n_all: int, min_score: float, score_thresh: float
 
 
 def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, title: str | None = None,
-                      height: int = 620, min_score: float = 0.0) -> go.Figure:
+                      height: int = 620, min_score: float = 0.0, label_boxes: bool = False) -> go.Figure:
     """Detections against the trace's ground truth, or coloured by class without it.
 
     Four styles that never share a colour: true positives green (thick), false positives vermilion, ground-truth
@@ -47,7 +54,10 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
     ``min_score``: detections scoring less are not drawn but kept in one legend-only trace (a click on its legend
     entry shows them), and the matching (TP / FP / missed) is of the drawn ones: precision and recall at that
     score, said in the title. The detector's own score threshold (the paper's 0.05, for mAP) keeps many low
-    scores."""
+    scores.
+
+    ``label_boxes``: every drawn detection carries a "class score" label (:func:`label_texts`) on its layer's
+    colour (:func:`frcnn.viz.common.add_box_labels`)."""
     fig = image_figure(image, height=height, title=title)
     d = trace.detections
     names = trace.class_names
@@ -56,6 +66,7 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
     low = [h for h, k in zip(hover, drawn, strict=True) if not k]
     boxes, scores, labels = d.boxes[drawn], d.scores[drawn], d.labels[drawn]
     hover = [h for h, k in zip(hover, drawn, strict=True) if k]
+    texts = label_texts(names, labels, scores)
     if len(trace.gt_boxes):
         m = match_detections(boxes, scores, labels, trace.gt_boxes, trace.gt_labels, iou_thresh)
         gt_labels = trace.gt_labels.tolist()
@@ -68,6 +79,9 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
         tp = m.true_positive.numpy()
         add_boxes(fig, boxes[tp], POSITIVE, "true positive", width=3,
                   hover=[f"{h} · IoU {float(i):.2f}" for h, i, t in zip(hover, m.iou, tp, strict=True) if t])
+        if label_boxes:
+            add_box_labels(fig, boxes[tp], [t for t, k in zip(texts, tp, strict=True) if k], POSITIVE)
+            add_box_labels(fig, boxes[~tp], [t for t, k in zip(texts, tp, strict=True) if not k], NEGATIVE)
         fp_hover = []
         for h, j, i, t in zip(hover, m.overlap_gt.tolist(), m.overlap_iou.tolist(), tp, strict=True):
             if not t:
@@ -82,6 +96,9 @@ def detections_figure(image: np.ndarray, trace: Trace, iou_thresh: float = 0.5, 
             keep = (labels == label).cpu().numpy()
             add_boxes(fig, boxes[keep], PALETTE[k % len(PALETTE)], names[label], width=2.5,
                       hover=[h for h, kk in zip(hover, keep, strict=True) if kk])
+            if label_boxes:
+                add_box_labels(fig, boxes[keep], [t for t, kk in zip(texts, keep, strict=True) if kk],
+                               PALETTE[k % len(PALETTE)])
     if low:
         add_boxes(fig, d.boxes[~drawn], IGNORED, f"scoring under {min_score:g}", width=1, dash="dot", hover=low,
                   visible="legendonly")

@@ -26,6 +26,7 @@ from frcnn.viz.common import (
     NEGATIVE,
     PALETTE,
     SUPPRESSED,
+    add_box_labels,
     add_boxes,
     add_heatmap,
     as_numpy,
@@ -98,10 +99,16 @@ def _add_scored_boxes(fig: go.Figure, boxes: np.ndarray, scores: np.ndarray, hov
         layers[0].showlegend = True
 
 
+def proposal_label_texts(scores: np.ndarray) -> list[str]:
+    """A proposal's box label: "class score", its class the RPN's only one ("object 0.97", P(object))."""
+    return [f"object {float(s):.2f}" for s in scores]
+
+
 def proposals_figure(image: np.ndarray, trace: Trace, top_n: int = 50, shade_by_score: bool = True,
-                     height: int = 620) -> go.Figure:
+                     height: int = 620, label_boxes: bool = False) -> go.Figure:
     """The ``top_n`` best candidates before NMS and the ``top_n`` best proposals after it (two legend layers,
-    objectness and rank in the hover), and the ground truth."""
+    objectness and rank in the hover), and the ground truth. ``label_boxes``: each drawn proposal after NMS
+    carries an "object score" label (:func:`proposal_label_texts`)."""
     fig = image_figure(image, height=height)
     p = trace.proposals
     q_scores = as_numpy(p.pre_nms_scores)
@@ -120,6 +127,8 @@ def proposals_figure(image: np.ndarray, trace: Trace, top_n: int = 50, shade_by_
                   for r, (s, b) in enumerate(zip(post_scores, post_boxes, strict=True))]
     _add_scored_boxes(fig, post_boxes, post_scores, post_hover, KEPT, "after NMS", 2.2, shade_by_score)
     _add_gt(fig, trace)
+    if label_boxes:
+        add_box_labels(fig, post_boxes, proposal_label_texts(post_scores), KEPT, name="proposal label")
     fig.update_layout(title=f"best {min(top_n, len(q_scores))} of {len(q_scores):,} candidates before NMS · "
                             f"best {len(post_boxes)} of {len(p.boxes):,} proposals after"
                             + (" · opacity = P(object)" if shade_by_score else ""), margin=dict(t=70))
