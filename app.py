@@ -18,9 +18,12 @@ from app_pages import _startup  # before torch: the first page after the server 
 import torch
 
 from app_pages import _ground_truth as ground_truth
+from app_pages import _lesson as lesson_panel
 from app_pages._chart import preload as preload_plotly
+from app_pages._presentation import apply as presentation_style
 from app_pages._sessions import session_file, session_key
 from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, sync_url
+from app_pages._story import show_banner as show_story_banner
 from app_pages._weights import weights_picker
 from frcnn import FrcnnError, Settings, budget
 from frcnn.data import list_samples, load_annotations, load_image, load_sample
@@ -44,6 +47,7 @@ PAGES = [
     ("compare.py", "Compare settings", ":material/compare:"),
     ("training.py", "Training", ":material/model_training:"),
 ]
+PAGE_FILES = [f for f, _, _ in PAGES]
 HERE = Path(__file__).parent
 SAMPLES = [s.name for s in sorted(list_samples(), key=lambda s: s.kind != "synthetic")]  # scenes first
 URL_KEYS = ("model", "sample", "device")
@@ -56,6 +60,11 @@ def _read_url_once() -> None:
         return
     st.session_state["url_read"] = True
     params = st.query_params.to_dict()
+    step, notes = lesson_panel.from_url(params, PAGE_FILES)  # ?lesson=paper&step=3: that step's view, under the
+    for note in notes:                                      # link's own model, sample and settings
+        _url_message(note)
+    if step is not None:
+        st.session_state.update({"sample": step.image, **({"model": step.model} if step.model else {})})
     for key, known in (("model", MODEL_NAMES), ("sample", SAMPLES)):
         if key not in params:
             continue
@@ -65,8 +74,8 @@ def _read_url_once() -> None:
             _url_message(f"The link's {key} {_cut(params[key])} is not one of this app's; using "
                          f"{st.session_state.get(key, known[0])}")
     keys = set(flat_keys())
-    wanted = {k: v for k, v in params.items() if k in keys}
-    unknown = sorted(k for k in params if k not in URL_KEYS and k not in keys)
+    wanted = {**(step.settings_dict if step else {}), **{k: v for k, v in params.items() if k in keys}}
+    unknown = sorted(k for k in params if k not in URL_KEYS + lesson_panel.URL_KEYS and k not in keys)
     st.session_state["url_settings"] = wanted
     if unknown:
         shown = ", ".join(_cut(k, 30) for k in unknown[:5])
@@ -242,6 +251,7 @@ def _reset_buttons(defaults: Settings) -> None:
 session_key()  # this session's folder and the server's reaper (ends jobs and files of sessions that went)
 keep_display_widgets()  # a page's own sliders keep their values while another page is shown
 _read_url_once()
+lesson_panel.apply_pending(PAGE_FILES)  # a lesson step asked for last run: its model, image and settings
 name, weights, device = _model_picker()
 _startup.step(f"Loading the model {name}")
 tracer = _load_tracer(name, weights, device)
@@ -251,10 +261,13 @@ for note in tracer.detector.notes:
 image, image_name, gt_boxes, gt_labels = _image_picker(tracer.detector.class_names)
 current, model_defaults = _settings_for(tracer, image, 0 if gt_boxes is None else len(gt_boxes))
 _reset_buttons(model_defaults)
-presentation = st.sidebar.toggle("Presentation mode", key="presentation", help="Larger fonts and figures.")
-if presentation:
-    st.html("<style>html, body, [class*='st-'] {font-size: 1.25rem;} h1 {font-size: 3rem !important;}</style>")
+presentation = st.sidebar.toggle("Presentation mode", key="presentation",
+                                 help="For a room (collapse the sidebar): larger text, each page's main figure sized "
+                                      "to the screen, controls folded into an expander, boxes labelled.")
+presentation_style(presentation)  # app_pages/_presentation.py: a room's fonts, figures sized to the screen
 st.session_state["context"] = Context(tracer, image, image_name, gt_boxes, gt_labels, presentation)
+show_story_banner()  # app_pages/_story.py: the default model on a photo knows only its five synthetic shapes
+lesson_panel.keep_messages()  # shown again if the lesson switches to its step's page before they are seen
 for message in st.session_state.pop("url_messages", []):
     st.warning(plain(message))
 sync_url()
@@ -263,6 +276,8 @@ sync_url()
 # run once, so a shared link to /proposals on a fresh server would skip the sidebar and its state.
 pages = [st.Page(str(HERE / "app_pages" / f), title=t, icon=i, default=(f == "overview.py")) for f, t, i in PAGES]
 try:
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    lesson_panel.panel(dict(zip(PAGE_FILES, pages, strict=True)), page)  # a lesson's step: its page, panel, keys
+    page.run()
 finally:
     _startup.done()  # the first start's note, once its first page has drawn

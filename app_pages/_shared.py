@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,16 @@ import streamlit as st
 import torch
 from streamlit.runtime.state import get_session_state
 
+from app_pages import _presentation as presentation
 from app_pages._chart import chart, figure_json
 from app_pages._sessions import is_session_alive, session_key
+from app_pages._story import mark_weights
 from frcnn import FrcnnError, Settings, Trace, Tracer, budget, load_model
 from frcnn.errors import OUT_OF_MEMORY, is_out_of_memory
 from frcnn.export import trace_to_dict
+from frcnn.lesson import setting_text
 from frcnn.lru import BoundedLRU
+from frcnn.paper_diff import departures
 from frcnn.trace import StageCache
 from frcnn.viz.common import styled
 
@@ -113,14 +117,20 @@ def _on_widget_change(key: str, to_setting: Any) -> None:
         st.session_state[WIDGET_PREFIX + key] = _widget_value(settings().get(key))
 
 
+LESSON_URL = "lesson_url"  # session key: ({"lesson": ..., "step": ...}, the step's setting keys) while a lesson is on
+
+
 def sync_url() -> None:
     """The URL's query string from the session's model, sample and settings (what differs from the model's
-    defaults), written only when it changed."""
+    defaults), written only when it changed. During a lesson (:mod:`app_pages._lesson`) it carries ``lesson=``
+    and ``step=`` too, and every setting the step sets even where the user moved it back to the model's default,
+    so that the link reopens this view and not the step's own."""
     ctx = st.session_state.get("context")
     if ctx is None or "settings" not in st.session_state:
         return
-    params = url_params(settings(), ctx.tracer.detector.defaults, model=st.session_state["model"],
-                        sample=st.session_state["sample"])
+    lesson, keep = st.session_state.get(LESSON_URL) or ({}, ())
+    params = url_params(settings(), ctx.tracer.detector.defaults, keep, model=st.session_state["model"],
+                        sample=st.session_state["sample"], **lesson)
     if dict(st.query_params.to_dict()) != params:
         st.query_params.from_dict(params)
 
@@ -196,12 +206,15 @@ def number_list(key: str, label: str, options: list[float], help: str | None = N
     return settings().get(key)
 
 
-def url_params(current: Settings, defaults: Settings, **extra: str) -> dict[str, str]:
-    """The query string of a state: ``extra`` (model, sample) and every setting that differs from the
-    model's defaults, tuples as "a,b,c". Reading it back: ``defaults.replace(params)``."""
+def url_params(current: Settings, defaults: Settings, keep: Iterable[str] = (), **extra: str) -> dict[str, str]:
+    """The query string of a state: ``extra`` (model, sample, lesson, step), every setting that differs from the
+    model's defaults and every key in ``keep`` (a lesson step's), in tree order, tuples as "a,b,c"
+    (:func:`frcnn.lesson.setting_text`). Reading it back: ``defaults.replace(params)``."""
     params = dict(extra)
-    for key, (value, _) in current.diff(defaults).items():
-        params[key] = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+    changed, kept = current.diff(defaults), set(keep)
+    for key, value in current.to_flat().items():
+        if key in changed or key in kept:
+            params[key] = setting_text(value)
     return params
 
 
@@ -339,9 +352,10 @@ def show_figure(fig: go.Figure | Callable[[], go.Figure], key: str, on_select: s
     built = _figure_cache().get(cache_key) if cache_key is not None else None
     if built is None:
         figure = fig() if callable(fig) else fig
+        mark_weights(figure, ctx.tracer.detector.weights)  # "— random weights" in the title (the key has the weights)
         styled(figure, ctx.presentation)
-        if ctx.presentation and figure.layout.height:
-            figure.update_layout(height=int(figure.layout.height * 1.3))
+        if ctx.presentation:  # a main figure fills the screen's height (CSS), the others at most MAX_HEIGHT
+            figure.update_layout(height=presentation.figure_height(key, figure.layout.height), autosize=True)
         figure.update_layout(uirevision=f"{key}:{ctx.image_name}")  # a new image starts from its whole view
         built = figure_json(figure, key, selectable, modes)
         if cache_key is not None:
@@ -353,11 +367,38 @@ def show_figure(fig: go.Figure | Callable[[], go.Figure], key: str, on_select: s
 
 
 def explain(text: str, *formulas: str, expanded: bool = False) -> None:
-    """A few sentences on the stage with the paper's formulas."""
+    """A few sentences on the stage with the paper's formulas (a page's :func:`paper_box` follows it: the first
+    line of the page's fragment, so that a setting changed in the fragment redraws the box too)."""
     with st.expander("What this stage does", expanded=expanded):
         st.markdown(text)
         for formula in formulas:
             st.latex(formula)
+
+
+ALL_STAGES = "Start"  # paper_box(ALL_STAGES): every row of the table, each with its stage
+PAPER_BOX = "This model vs the paper"
+
+
+def paper_box(stage: str) -> None:
+    """"This model vs the paper": the places where the current model with the session's settings departs from
+    Ren et al. 2015 at ``stage`` (every stage for :data:`ALL_STAGES`), generated from the settings by
+    :func:`frcnn.paper_diff.departures`, each with the paper's value, this model's and the reason; "matches the
+    paper" when nothing differs."""
+    detector = context().tracer.detector
+    rows = departures(settings(), detector, None if stage == ALL_STAGES else stage)
+    where = "" if stage == ALL_STAGES else f" at this stage ({stage})"
+    if not rows:
+        with st.expander(f"{PAPER_BOX}: matches the paper"):
+            st.caption(f"{detector.name} with the current settings matches Ren et al. 2015{where}.")
+        return
+    with st.expander(f"{PAPER_BOX}: {len(rows)} difference{'s' * (len(rows) > 1)}"):
+        st.caption(f"Where {detector.name} with the current settings departs from Ren et al. 2015{where}, and why. "
+                   "Settings (rpn.…, roi.…) can be changed on the pages; convention.… rows are fixed by the model "
+                   "and torchvision.")
+        for r in rows:  # markdown, not a table: a page's own tables stay the only ones on it
+            where = f"{r.stage} · " if stage == ALL_STAGES else ""
+            st.markdown(f"{where}**`{r.key}`** · the paper: {plain(r.paper)} · this model: **{plain(r.this)}**  \n"
+                        f"{plain(r.reason, limit=1000)}")
 
 
 def notes(trace: Trace) -> None:

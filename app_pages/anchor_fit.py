@@ -10,6 +10,7 @@ settings change starts a new fit and cancels the old one (one job per session; t
 import pandas as pd
 import streamlit as st
 
+from app_pages import _presentation as presentation
 from app_pages._sessions import is_session_alive, session_key
 from app_pages._shared import context, explain, plain, reset_widgets, set_settings, settings, show_figure
 from frcnn import FrcnnError
@@ -85,17 +86,26 @@ def _live(key: tuple, fit_shown: bool) -> None:
 
 
 def _current(fit: AnchorFit) -> None:
-    m = st.columns(4)
+    m = presentation.metric_row(4)
     m[0].metric("Boxes", f"{len(fit.best_iou):,}")
     m[1].metric("Recall @ IoU 0.5", f"{fit.recall(0.5):.1%}")
     m[2].metric("Recall @ IoU 0.7", f"{fit.recall(0.7):.1%}")
     m[3].metric("Mean best IoU", f"{fit.mean_best_iou:.3f}")
 
 
-def _suggested(result: FitResult, s: Settings) -> None:
+def _suggested(result: FitResult, s: Settings, panel: presentation.Panel) -> None:
+    fit, suggested, sizes, ratios = result.fit, result.suggested, result.sizes, result.ratios
+    with panel.side:  # presentation mode: beside the figure
+        _suggested_numbers(result, s)
+    with panel.figure:
+        show_figure(anchor_fit_figure(fit, (sizes, ratios)), key="fit_figure", filename="anchor_fit")
+    _suggested_tables(fit, suggested)
+
+
+def _suggested_numbers(result: FitResult, s: Settings) -> None:
     fit, suggested, sizes, ratios = result.fit, result.suggested, result.sizes, result.ratios
     st.caption(f"sizes {', '.join(f'{v:g}' for v in sizes)}; ratios {', '.join(f'{v:g}' for v in ratios)}")
-    d = st.columns(3)
+    d = presentation.metric_row(3)
     d[0].metric("Recall @ IoU 0.5", f"{suggested.recall(0.5):.1%}",
                 f"{suggested.recall(0.5) - fit.recall(0.5):+.1%}")
     d[1].metric("Recall @ IoU 0.7", f"{suggested.recall(0.7):.1%}",
@@ -108,7 +118,9 @@ def _suggested(result: FitResult, s: Settings) -> None:
         set_settings(s.replace({"anchors.sizes": sizes, "anchors.ratios": ratios}))
         reset_widgets()
         st.rerun()
-    show_figure(anchor_fit_figure(fit, (sizes, ratios)), key="fit_figure", filename="anchor_fit")
+
+
+def _suggested_tables(fit: AnchorFit, suggested: AnchorFit) -> None:
     left, right = st.columns(2)
     left.markdown("**Current anchors**")
     left.dataframe(_rows(fit), hide_index=True, column_config=PERCENT, key="fit_current_table")
@@ -130,41 +142,46 @@ explain(
     r"d(b, c) = 1 - \mathrm{IoU}(b, c),\qquad \text{recall}_t = \frac{|\{g : \max_a \mathrm{IoU}(a, g) \ge t\}|}"
     r"{|\{g\}|}",
 )
-kind = st.radio("Dataset", ["synthetic", "upload"], horizontal=True, key="fit_source",
-                format_func={"synthetic": "built-in synthetic scenes",
-                             "upload": "a COCO dataset (annotations.json, or a zip holding it)"}.get)
+controls = presentation.box()  # presentation mode: the dataset, the notes and k-means' counts in one expander
+kind = controls.radio("Dataset", ["synthetic", "upload"], horizontal=True, key="fit_source",
+                      format_func={"synthetic": "built-in synthetic scenes",
+                                   "upload": "a COCO dataset (annotations.json, or a zip holding it)"}.get)
 if kind == "synthetic":
-    c1, c2 = st.columns(2)
+    c1, c2 = presentation.columns(2, controls)
     n = c1.slider("Scenes", 20, MAX_SCENES, 100, 20, key="fit_n")
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 1, key="fit_seed"))
     source = shapes_source(n, seed)
 else:
-    upload = st.file_uploader("COCO annotations", type=["json", "zip"], key="fit_upload",
-                              help="Only the annotations are read (image sizes come from their width/height).")
+    upload = controls.file_uploader("COCO annotations", type=["json", "zip"], key="fit_upload",
+                                    help="Only the annotations are read (image sizes come from their width/height).")
     if upload is None:
-        st.info("Upload a COCO annotations.json (or a zip of a COCO folder) to fit the anchors to your data.")
+        controls.info("Upload a COCO annotations.json (or a zip of a COCO folder) to fit the anchors to your data.")
         st.stop()
     source = coco_source(upload.getvalue(), upload.name)
-report = st.container()  # the reader's notes on an upload, once it has been read
+report = controls.container()  # the reader's notes on an upload, once it has been read
 s = settings()
 a = s.anchors
-st.caption(f"Anchors from the current settings: sizes {', '.join(f'{v:g}' for v in a.sizes)}; ratios "
-           f"{', '.join(f'{v:g}' for v in a.ratios)}; stride {a.stride}; input {s.input.min_size}/{s.input.max_size} "
-           f"px; {'only anchors inside the image' if s.rpn.ignore_cross_boundary else 'all anchors'} (change them "
-           "on the Anchors page).")
-st.caption(f"The fit runs in the background of the server: {queue.max_running} at once, the others wait in order, "
-           f"one per session (a new one cancels the old), each at most {(queue.max_seconds or 0) / 60:g} min. At most "
-           f"{MAX_SCENES:,} scenes; an upload of at most {MAX_DATASET_IMAGES:,} images, {MAX_BOXES:,} boxes an "
-           f"image and {MAX_FIT_BOXES:,} in all.")
+controls.caption(
+    f"Anchors from the current settings: sizes {', '.join(f'{v:g}' for v in a.sizes)}; ratios "
+    f"{', '.join(f'{v:g}' for v in a.ratios)}; stride {a.stride}; input {s.input.min_size}/{s.input.max_size} "
+    f"px; {'only anchors inside the image' if s.rpn.ignore_cross_boundary else 'all anchors'} (change them "
+    "on the Anchors page).")
+controls.caption(
+    f"The fit runs in the background of the server: {queue.max_running} at once, the others wait in order, "
+    f"one per session (a new one cancels the old), each at most {(queue.max_seconds or 0) / 60:g} min. At most "
+    f"{MAX_SCENES:,} scenes; an upload of at most {MAX_DATASET_IMAGES:,} images, {MAX_BOXES:,} boxes an "
+    f"image and {MAX_FIT_BOXES:,} in all.")
 if ctx.tracer.detector.multi_level:
     st.info("This model spreads its anchor sizes over FPN levels with strides of their own; the fit here lays "
             f"every size on one grid of stride {a.stride}, so it approximates where the anchors sit (the shapes, "
             "and so the recall's main term, are exact).")
 status = st.container()  # the job's progress, Cancel, or how it ended
-current = st.container()  # the current anchors' numbers
+panel = presentation.panel()  # presentation mode: the figure beside the current and the suggested numbers
+current = panel.place()  # the current anchors' numbers
 
-st.subheader("Suggested by k-means")
-c1, c2 = st.columns(2)
+suggest = controls if presentation.is_on() else st
+suggest.subheader("Suggested by k-means")
+c1, c2 = presentation.columns(2, suggest)
 # as many as the settings have (the default model has 10 sizes), up to what the settings allow
 num_sizes = int(c1.number_input("Sizes", 1, 16, min(len(a.sizes), 16), key="fit_num_sizes"))
 num_ratios = int(c2.number_input("Ratios", 1, 8, min(len(a.ratios), 8), key="fit_num_ratios"))
@@ -188,4 +205,4 @@ if result is None:
                                                                                                fit is not None)
 else:
     st.session_state["fit_polling"] = False
-    _suggested(result, s)
+    _suggested(result, s, panel)

@@ -4,11 +4,13 @@ of a clicked location; and how well the anchors can match the ground truth at be
 import pandas as pd
 import streamlit as st
 
+from app_pages import _presentation as presentation
 from app_pages._shared import (
     context,
     explain,
     notes,
     number_list,
+    paper_box,
     run_trace,
     set_settings,
     settings,
@@ -19,6 +21,7 @@ from app_pages._shared import (
 )
 from frcnn import FrcnnError
 from frcnn.anchor_stats import recall_by_size
+from frcnn.paper_diff import ANCHORS
 from frcnn.viz.anchors import anchor_counts, anchors_figure, coverage, coverage_rows
 
 # floats, as the settings hold them: a multiselect matches its value to its options by their text
@@ -61,12 +64,17 @@ st.title("Anchors")
 explain(
     "At every location of the backbone's feature map the RPN looks at **k = sizes × ratios** reference boxes, "
     "the *anchors*, all centred on that location (stride s pixels apart on the network's input). An anchor of "
-    "size S and ratio r = h / w has the area S² whatever its ratio. The RPN later scores each anchor and "
-    "regresses it into a proposal; training labels it by its IoU with the ground truth, so an object that no "
-    "anchor overlaps well is hard to learn: the *best-possible recall* below counts the ground-truth boxes "
-    "whose best anchor reaches an IoU of 0.5 or 0.7.",
-    r"w = \frac{S}{\sqrt{r}},\quad h = S\sqrt{r},\quad \text{centre} = (j\,s,\ i\,s),\quad "
-    r"A = H_f \cdot W_f \cdot k",
+    "size S and ratio r = h / w has the area S² whatever its ratio (torchvision rounds its corners to whole "
+    "pixels). This app uses torchvision's centres, (j s, i s): the top-left corner of cell (i, j), since every "
+    "model here was trained with torchvision's anchor generator. The paper's code centres them in the middle of "
+    "the cell's s×s pixels, half a stride (minus half a pixel) further right and down; a trained RPN's "
+    "regression absorbs the offset, but a model must be used with its own convention. The RPN later scores each "
+    "anchor and regresses it into a proposal; training labels it by its IoU with the ground truth, so an object "
+    "that no anchor overlaps well is hard to learn: the *best-possible recall* below counts the ground-truth "
+    "boxes whose best anchor reaches an IoU of 0.5 or 0.7.",
+    r"w = \frac{S}{\sqrt{r}},\quad h = S\sqrt{r},\quad A = H_f \cdot W_f \cdot k",
+    r"\text{centre} = (j\,s,\ i\,s) \text{ (torchvision, used here)},\qquad "
+    r"\left(\tfrac{s-1}{2} + j\,s,\ \tfrac{s-1}{2} + i\,s\right) \text{ (the paper's code)}",
     r"\mathrm{IoU}(a, g) = \frac{|a \cap g|}{|a \cup g|}",
 )
 
@@ -74,8 +82,10 @@ explain(
 def _live() -> None:
     """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
     and the explanation."""
+    paper_box(ANCHORS)  # in the fragment: a setting changed here redraws it
     show_settings_message()
-    c1, c2 = st.columns([3, 2])
+    controls = presentation.box()  # presentation mode: one collapsed expander for the anchors' and the view's
+    c1, c2 = presentation.columns([3, 2], controls)
     with c1:
         _size_controls()
     with c2:
@@ -85,7 +95,8 @@ def _live() -> None:
     trace = run_trace(head=False)
     a = trace.anchors
     counts = anchor_counts(trace)
-    m = st.columns(5)
+    panel = presentation.panel()  # presentation mode: the figure beside the metrics, the notes below
+    m = panel.metrics(5)
     m[0].metric("Anchors", f"{counts['total']:,}")
     m[1].metric("Inside the image", f"{counts['inside']:,}")
     m[2].metric("Per location (k)", counts["per_location"])
@@ -97,7 +108,7 @@ def _live() -> None:
                 "this page and the anchor targets show the settings' anchors (why, in the note below).")
     notes(trace)
 
-    v1, v2, v3, v4 = st.columns(4)
+    v1, v2, v3, v4 = presentation.columns(4, controls if presentation.is_on() else st)
     level = v1.selectbox("Feature level", range(len(a.grid_sizes)), key="anchors_level",
                          format_func=lambda i: f"level {i} (stride {a.strides[i]})") if len(a.grid_sizes) > 1 else 0
     scope = v1.radio("Draw", ["inside", "all", "location"], key="anchors_scope",
@@ -123,9 +134,11 @@ def _live() -> None:
     st.caption("Click an anchor centre (white dot) to see the k anchors of that location (on a large grid every few "
                "centres are drawn; Every n-th location = 1 draws them all). Sizes are in the network "
                f"input's pixels; the image is shown at its own size, {1 / trace.preprocess.scale[1]:.2f}× the input.")
-    show_figure(lambda: anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every, cov),
-                key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors", trace=trace,
-                params=(point, level, colour_by, tuple(sizes), tuple(ratios), scope, every))
+    with panel.figure:
+        show_figure(lambda: anchors_figure(ctx.image_np, trace, point, level, colour_by, sizes, ratios, scope, every,
+                                           cov),
+                    key="anchors_image", on_select="rerun", selection_mode=("points",), filename="anchors",
+                    trace=trace, params=(point, level, colour_by, tuple(sizes), tuple(ratios), scope, every))
 
     st.subheader("Best anchor for each ground-truth box")
     if not len(trace.gt_boxes):

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app_pages import _presentation as presentation
 from app_pages._shared import context, explain, plain, run_trace, settings, show_figure, show_settings_message, slider
 from frcnn import FrcnnError
 from frcnn.data.dataset import ShapesScenes
@@ -35,14 +36,15 @@ def _live() -> None:
     """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
     and the explanation."""
 
-    c1, c2 = st.columns(2)
+    controls = presentation.box()  # presentation mode: A's settings, B's changes and their table in one expander
+    c1, c2 = presentation.columns(2, controls)
     slider("rpn.nms_thresh", "A: RPN NMS IoU", 0.0, 1.0, 0.05, container=c1,
            help="A's own setting (the session's); B follows it unless B's changes name it.")
     slider("roi.score_thresh", "A: score threshold", 0.0, 1.0, 0.01, container=c2,
            help="A's own setting (the session's); B follows it unless B's changes name it.")
     show_settings_message()
     a = settings()
-    text = st.text_area("B: changes to A, one KEY=VALUE per line", "rpn.nms_thresh=0.5\nroi.score_thresh=0.3",
+    text = controls.text_area("B: changes to A, one KEY=VALUE per line", "rpn.nms_thresh=0.5\nroi.score_thresh=0.3",
                         key="compare_b", help="Any key of `python -m frcnn keys`, e.g. anchors.sizes=64,128,256")
     try:
         changes = parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:")
@@ -53,9 +55,9 @@ def _live() -> None:
     diff = b.diff(a)
     if not diff:
         st.info("B equals A: type a change above.")
-    stage = st.radio("Boxes", ["detections", "proposals"], horizontal=True, key="compare_stage")
+    stage = controls.radio("Boxes", ["detections", "proposals"], horizontal=True, key="compare_stage")
     trace_a, trace_b = run_trace(a), run_trace(b)
-    st.dataframe(pd.DataFrame([{"setting": k, "A": str(va), "B": str(vb)} for k, (vb, va) in diff.items()]),
+    controls.dataframe(pd.DataFrame([{"setting": k, "A": str(va), "B": str(vb)} for k, (vb, va) in diff.items()]),
                  hide_index=True, key="compare_diff")
 
     left, right = st.columns(2)

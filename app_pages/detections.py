@@ -3,7 +3,18 @@ and the top-K, against the ground truth (true positives, false positives, misses
 
 import streamlit as st
 
-from app_pages._shared import context, explain, notes, run_trace, show_figure, show_settings_message, slider
+from app_pages import _presentation as presentation
+from app_pages._shared import (
+    context,
+    explain,
+    notes,
+    paper_box,
+    run_trace,
+    show_figure,
+    show_settings_message,
+    slider,
+)
+from frcnn.paper_diff import DETECTIONS
 from frcnn.viz.detections import detections_figure, match_detections
 from frcnn.viz.roi import detections_rows, pool_note
 
@@ -15,9 +26,14 @@ explain(
     "**score threshold** is a candidate; **NMS** runs per class (a box suppresses same-class boxes that "
     "overlap it by more than the NMS IoU), and the best **detections per image** are kept. Against the ground "
     "truth, a detection is a true positive when it is the first (highest-scoring) of its class to overlap a "
-    "not yet matched GT box by at least the chosen IoU.",
-    r"p = \mathrm{softmax}(z),\qquad \hat x = x_a + w_a\,\tfrac{t_x}{10},\ \hat y = y_a + h_a\,\tfrac{t_y}{10},\ "
-    r"\hat w = w_a\, e^{t_w/5},\ \hat h = h_a\, e^{t_h/5}",
+    "not yet matched GT box by at least the chosen IoU. The box of class u is decoded from the RoI, with "
+    "(x_r, y_r, w_r, h_r) the RoI's centre and size (a proposal, not an anchor) and tᵘ the head's four deltas "
+    "for that class. The divisions by 10 and 5 are torchvision's box-coder weights (10, 10, 5, 5): the head "
+    "learnt targets t scaled by them, which is Fast R-CNN's normalisation of the regression targets by their "
+    "standard deviations (0.1, 0.1, 0.2, 0.2) written as fixed weights; the RPN's deltas are unscaled (weights "
+    "1, 1, 1, 1, the Anchor targets page's t).",
+    r"p = \mathrm{softmax}(z),\qquad \hat x = x_r + w_r\,\tfrac{t^u_x}{10},\ \hat y = y_r + h_r\,\tfrac{t^u_y}{10},\ "
+    r"\hat w = w_r\, e^{t^u_w/5},\ \hat h = h_r\, e^{t^u_h/5}",
     r"\text{precision} = \frac{TP}{TP + FP}\qquad \text{recall} = \frac{TP}{TP + \text{misses}}",
 )
 
@@ -25,7 +41,8 @@ explain(
 def _live() -> None:
     """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
     and the explanation."""
-    c = st.columns(5)
+    paper_box(DETECTIONS)  # in the fragment: a setting changed here redraws it
+    c = presentation.controls(6)
     slider("roi.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c[0])
     slider("roi.nms_thresh", "NMS IoU (per class)", 0.0, 1.0, 0.05, container=c[1])
     slider("roi.detections_per_img", "Detections per image", 1, 300, 1, container=c[2])
@@ -35,14 +52,16 @@ def _live() -> None:
                             help="Not a detector setting: the figure draws the detections scoring at least this, and "
                                  "scores them (TP / FP / missed). The score threshold keeps the paper's low scores "
                                  "(0.05, which mAP needs); the others stay in the figure's legend.")
+    labelled = presentation.label_toggle("det_labels", c[5])
     show_settings_message()
     trace = run_trace()
+    panel = presentation.panel()  # presentation mode: the figure beside the metrics, the captions below
     d = trace.detections
     steps = " → ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in d.counts.items())
     st.caption(f"(RoI, class) pairs left after each step: {steps}")
     thresh = trace.settings.roi.score_thresh
     drawn = int((d.scores >= min_score).sum())
-    m = st.columns(4)
+    m = panel.metrics(4)
     m[0].metric("Detections", len(d.boxes), help=f"every detection the head kept: score ≥ {thresh:g} (the score "
                 "threshold), after NMS and the top-K")
     if len(trace.gt_boxes):
@@ -54,7 +73,7 @@ def _live() -> None:
         m[2].metric("False positives", len(d.boxes) - tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
         m[3].metric("Missed GT boxes", int(every.missed.sum()), help=f"of {len(trace.gt_boxes)}, by all "
                     f"{len(d.boxes)} detections")
-        p = st.columns(4)
+        p = panel.metrics(4)
         p[0].metric(f"Precision (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.precision:.2f}")
         p[1].metric(f"Recall (all {len(d.boxes)} detections, score ≥ {thresh:g})", f"{every.recall:.2f}")
         p[2].metric(f"Precision (drawn {drawn}, score ≥ {max(min_score, thresh):g})", f"{shown.precision:.2f}",
@@ -72,8 +91,9 @@ def _live() -> None:
     note = pool_note(ctx.tracer.detector.defaults.roi.pool, trace.settings.roi.pool)
     if note:
         st.warning(note)
-    show_figure(lambda: detections_figure(ctx.image_np, trace, iou, min_score=min_score), key="det_figure",
-                filename="detections", trace=trace, params=(iou, min_score))
+    with panel.figure:
+        show_figure(lambda: detections_figure(ctx.image_np, trace, iou, min_score=min_score, label_boxes=labelled),
+                    key="det_figure", filename="detections", trace=trace, params=(iou, min_score, labelled))
     st.subheader("Detections, best first")
     st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
     if len(trace.gt_boxes):

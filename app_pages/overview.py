@@ -8,7 +8,18 @@ import streamlit as st
 import torch
 
 from app_pages import _ground_truth as ground_truth
-from app_pages._shared import context, download_trace, explain, notes, plain, run_trace, show_figure
+from app_pages import _presentation as presentation
+from app_pages._shared import (
+    ALL_STAGES,
+    context,
+    download_trace,
+    explain,
+    notes,
+    paper_box,
+    plain,
+    run_trace,
+    show_figure,
+)
 from frcnn.models.registry import DEFAULT_CHECKPOINT
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
@@ -35,23 +46,37 @@ explain(
     "Faster R-CNN finds objects in two stages. A **Region Proposal Network** slides over the backbone's feature "
     "map and, at every location, scores k reference boxes (*anchors*) for objectness and regresses them into "
     "*proposals*. The **Fast R-CNN head** pools a fixed-size feature grid from each proposal (RoI pooling), "
-    "classifies it and refines its box. Both are trained with a multi-task loss. Each page of this app shows "
-    "one stage of the trace below; changing a setting re-runs only the stages after it.",
+    "classifies it and refines its box. Each network has its own multi-task loss. The RPN's is the paper's "
+    "equation 1 below: i runs over the anchors of a minibatch, pᵢ is the predicted probability that anchor i "
+    "is an object and p\\*ᵢ its label (1 positive, 0 negative), tᵢ the four predicted box deltas and t\\*ᵢ the "
+    "targets of its ground-truth box; L_cls is the log loss, L_reg the smooth-L1 loss, counted for positives "
+    "only (p\\*ᵢ L_reg). The paper normalises by N_cls = 256 (the minibatch size) and N_reg ≈ 2400 (the anchor "
+    "locations of a 1000×600 image at stride 16) and weights the box term by λ = 10, so that both terms weigh "
+    "about the same (torchvision: both by the minibatch, λ = 1; see the Losses page). The head is trained with "
+    "Fast R-CNN's loss. Each page of this app shows one stage of the trace below; changing a setting re-runs "
+    "only the stages after it.",
     r"L(\{p_i\},\{t_i\}) = \frac{1}{N_{cls}}\sum_i L_{cls}(p_i, p_i^*) + "
-    r"\lambda \frac{1}{N_{reg}} \sum_i p_i^* L_{reg}(t_i, t_i^*)",
+    r"\lambda \frac{1}{N_{reg}} \sum_i p_i^* L_{reg}(t_i, t_i^*),\qquad "
+    r"N_{cls} = 256,\ N_{reg} \approx 2400,\ \lambda = 10",
 )
+paper_box(ALL_STAGES)  # every row of the table, with its stage
+figures = presentation.slot()  # presentation mode: the detections above the pipeline, on screen
 st.subheader("Pipeline")
 st.graphviz_chart(pipeline_dot(trace), width="stretch")
-left, right = st.columns([3, 2])
+left, right = figures.columns([3, 2])
 with left:
     st.subheader("Detections and ground truth")
     hidden = int((trace.detections.scores < DRAW_FROM).sum())
     if hidden:
         st.caption(f"Drawn: the detections scoring at least {DRAW_FROM:g}; the legend's \"scoring under "
                    f"{DRAW_FROM:g}\" shows the other {hidden} (the Detections page draws from any score).")
-    show_figure(lambda: detections_figure(ctx.image_np, trace, title=None, min_score=DRAW_FROM),
-                key="overview_image", on_select="rerun", selection_mode=("box",), filename="detections", trace=trace,
-                params=(DRAW_FROM,))
+    figure_slot = st.container()  # the toggle goes under the figure: nothing more above it
+    labelled = presentation.label_toggle("overview_labels")  # "class score" labels, on for a room
+    with figure_slot:
+        show_figure(lambda: detections_figure(ctx.image_np, trace, title=None, min_score=DRAW_FROM,
+                                              label_boxes=labelled),
+                    key="overview_image", on_select="rerun", selection_mode=("box",), filename="detections",
+                    trace=trace, params=(DRAW_FROM, labelled))
 with right:
     st.subheader("Time per stage")
     show_figure(stage_times_figure(trace), key="overview_times", filename="stage_times")

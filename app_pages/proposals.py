@@ -4,7 +4,19 @@ recall of the ground truth, and greedy NMS replayed one step at a time."""
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import context, explain, notes, run_trace, settings, show_figure, show_settings_message, slider
+from app_pages import _presentation as presentation
+from app_pages._shared import (
+    context,
+    explain,
+    notes,
+    paper_box,
+    run_trace,
+    settings,
+    show_figure,
+    show_settings_message,
+    slider,
+)
+from frcnn.paper_diff import PROPOSALS
 from frcnn.proposal_stats import REDUCTIONS, nms_state, recall_at, replay, top_candidates
 from frcnn.viz.proposals import (
     funnel_figure,
@@ -23,7 +35,9 @@ explain(
     "anchor into a box, keeps the **pre-NMS top-N** by objectness (per FPN level), clips them to the image, drops "
     "boxes smaller than **min size** and below the **score threshold**, runs **non-maximum suppression** and "
     "keeps the **post-NMS top-N**: these boxes are the proposals the Fast R-CNN head classifies. NMS is greedy: "
-    "take the best remaining box, delete every remaining box that overlaps it by more than the threshold, repeat.",
+    "take the best remaining box, delete every remaining box that overlaps it by more than the threshold, repeat. "
+    "The decoding inverts the paper's t with (x_a, y_a, w_a, h_a) the anchor's centre and size (the RPN's "
+    "box-coder weights are 1, 1, 1, 1; torchvision also caps t_w and t_h at log(1000/16) before the exponential).",
     r"x = x_a + t_x w_a,\quad y = y_a + t_y h_a,\quad w = w_a e^{t_w},\quad h = h_a e^{t_h}",
     r"\text{NMS: } b_j \text{ is suppressed by a kept } b_i \text{ with } s_i \ge s_j "
     r"\iff \mathrm{IoU}(b_i, b_j) > \tau_{\mathrm{NMS}}",
@@ -33,9 +47,11 @@ explain(
 def _live() -> None:
     """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
     and the explanation."""
+    paper_box(PROPOSALS)  # in the fragment: a setting changed here redraws it
     trace = run_trace(head=False)
     levels = len(trace.rpn.objectness_maps)
-    c1, c2, c3, c4, c5 = st.columns(5)
+    controls = presentation.box()  # presentation mode: one collapsed expander for the layer's settings and the view
+    c1, c2, c3, c4, c5 = presentation.columns(5, controls)
     slider("rpn.pre_nms_top_n", "Pre-NMS top-N" + (" per level" if levels > 1 else ""), 10,
            max(trace.rpn.num_per_level), 10, container=c1, help="Best-scoring anchors decoded before NMS.")
     slider("rpn.nms_thresh", "NMS IoU threshold", 0.0, 1.0, 0.05, container=c2,
@@ -51,7 +67,7 @@ def _live() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        a, b, c = st.columns([2, 3, 2])
+        a, b, c = presentation.columns([2, 3, 2], controls if presentation.is_on() else st)
         reduce = a.selectbox("Objectness of a location", REDUCTIONS, key="prop_reduce",
                              help="The k anchors' P(object) at a location: their max or their mean.")
         level = b.selectbox("FPN level", range(levels), key="prop_level", format_func=lambda i: level_label(trace, i),
@@ -78,8 +94,9 @@ def _live() -> None:
                      help="Only the best boxes of each layer are drawn, for readability; click a legend entry to "
                           "hide it.")
     shade = b.toggle("Opacity by P(object)", value=True, key="prop_shade")
-    show_figure(lambda: proposals_figure(ctx.image_np, trace, top_n, shade), key="prop_boxes", filename="proposals",
-                trace=trace, params=(top_n, shade))
+    labelled = presentation.label_toggle("prop_labels", b)
+    show_figure(lambda: proposals_figure(ctx.image_np, trace, top_n, shade, label_boxes=labelled), key="prop_boxes",
+                filename="proposals", trace=trace, params=(top_n, shade, labelled))
 
     st.subheader("NMS step by step")
     st.caption("Greedy NMS replayed on the best M candidates" + (" of the chosen FPN level" if levels > 1 else "")

@@ -4,7 +4,19 @@ RoI pooled with RoIPool and RoIAlign side by side, their bins drawn on the featu
 import streamlit as st
 import torch
 
-from app_pages._shared import context, explain, notes, run_trace, select, show_figure, show_settings_message, slider
+from app_pages import _presentation as presentation
+from app_pages._shared import (
+    context,
+    explain,
+    notes,
+    paper_box,
+    run_trace,
+    select,
+    show_figure,
+    show_settings_message,
+    slider,
+)
+from frcnn.paper_diff import ROI
 from frcnn.viz.roi import (
     POOL_OPS,
     clicked_roi,
@@ -26,10 +38,19 @@ explain(
     "The proposals, with the ground-truth boxes appended, are labelled by their best IoU with a GT box: "
     "**foreground** (that box's class) at IoU ≥ `fg_iou_thresh`, **background** for IoU in "
     "[`bg_iou_thresh_lo`, `bg_iou_thresh_hi`), otherwise ignored. A minibatch of `batch_size_per_image` RoIs, "
-    "at most `positive_fraction` of it foreground, trains the head (Fast R-CNN 2.3). Every RoI is then cut "
-    "from the feature map into a fixed S×S grid. **RoIPool** rounds the RoI and its bins to whole feature "
-    "cells and takes each bin's maximum; **RoIAlign** keeps the exact bins and averages bilinear samples.",
-    r"\text{fg: } \max_g \mathrm{IoU}(r,g) \ge 0.5 \qquad \text{bg: } 0.1 \le \max_g \mathrm{IoU}(r,g) < 0.5",
+    "at most `positive_fraction` of it foreground, trains the head (Fast R-CNN 2.3). The paper (as Fast R-CNN) "
+    "draws background from IoU [0.1, 0.5), on the heuristic that RoIs overlapping some object a little are the "
+    "hard negatives; torchvision and Detectron draw it from IoU 0, which the default model keeps "
+    "(`bg_iou_thresh_lo` = 0: the head also sees the clutter far from every object, which it must reject at test "
+    "time). Every RoI is then cut from the feature map into a fixed S×S grid. **RoIPool** (Fast R-CNN, the "
+    "paper's) rounds the RoI to whole feature cells and gives bin p the cells from ⌊p h/S⌋ up to ⌈(p+1) h/S⌉: "
+    "neighbouring bins share a cell wherever (p+1) h/S is not a whole number, but never leave a gap; each bin "
+    "takes its maximum. **RoIAlign** comes from Mask R-CNN (He et al. 2017), not this paper: it keeps the exact "
+    "bins and averages bilinear samples, with no rounding.",
+    r"\text{fg: } \max_g \mathrm{IoU}(r,g) \ge \theta_{fg} \qquad "
+    r"\text{bg: } \theta_{lo} \le \max_g \mathrm{IoU}(r,g) < \theta_{hi}",
+    r"\text{the paper: } \theta_{fg} = \theta_{hi} = 0.5,\ \theta_{lo} = 0.1;\qquad \text{torchvision, default: } "
+    r"\theta_{lo} = 0",
     r"\text{RoIPool: } y_{pq} = \max_{(i,j)\,\in\,[\lfloor p\frac{h}{S}\rfloor,\lceil (p+1)\frac{h}{S}\rceil)"
     r"\times[\lfloor q\frac{w}{S}\rfloor,\lceil (q+1)\frac{w}{S}\rceil)} x_{ij}",
     r"\text{RoIAlign: } y_{pq} = \frac{1}{n^2}\sum_{k=1}^{n^2} \mathrm{bilinear}\big(x;\ s_k^{pq}\big),"
@@ -40,23 +61,27 @@ explain(
 def _live() -> None:
     """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
     and the explanation."""
+    paper_box(ROI)  # in the fragment: a setting changed here redraws it
     st.subheader("RoI sampling")
-    c = st.columns(6)
+    c = presentation.controls(6)
     slider("roi.fg_iou_thresh", "Foreground IoU ≥", 0.0, 1.0, 0.05, container=c[0])
     slider("roi.bg_iou_thresh_hi", "Background IoU <", 0.0, 1.0, 0.05, container=c[1])
-    slider("roi.bg_iou_thresh_lo", "Background IoU ≥", 0.0, 1.0, 0.05, container=c[2])
+    slider("roi.bg_iou_thresh_lo", "Background IoU ≥", 0.0, 1.0, 0.05, container=c[2],
+           help="The paper (as Fast R-CNN): 0.1. torchvision's models and the default model: 0, so that the head "
+                "also learns to reject RoIs far from every object (see This model vs the paper).")
     slider("roi.batch_size_per_image", "RoIs a minibatch", 1, 512, 1, container=c[3])
     slider("roi.positive_fraction", "Foreground share ≤", 0.0, 1.0, 0.05, container=c[4])
     slider("roi.sample_seed", "Sampling seed", 0, 20, 1, container=c[5])
     show_settings_message()
     trace = run_trace()
     counts = roi_counts(trace)
+    panel = presentation.panel()  # presentation mode: the figure beside the metrics and the RoI picker
     if trace.roi_targets is None:
         st.info("No ground truth for this image, so there is no RoI minibatch: add boxes on the **Start** page "
                 "(box-select on the image, or promote detections) or upload an annotation file in the sidebar. "
                 f"Below, pick one of the {counts['proposals']} proposals the detector pools.")
     else:
-        m = st.columns(5)
+        m = panel.metrics(5)
         m[0].metric("Foreground RoIs", counts["foreground"], help=f"{counts['candidates_foreground']} candidates "
                     f"qualified; {counts['gt_in_minibatch']} of the minibatch are GT boxes themselves")
         m[1].metric("Background RoIs", counts["background"], help=f"{counts['candidates_background']} candidates "
@@ -77,17 +102,19 @@ def _live() -> None:
     if click is not None and click != st.session_state.get("roi_last_click") and click < n:
         st.session_state.update(roi_last_click=click, roi_pick=click)
     texts = roi_descriptions(trace)
-    pick = st.selectbox("RoI to pool (or click its centre point on the image)", range(n), key="roi_pick",
-                        format_func=lambda i: texts[i]) if n else None
+    with panel.side:
+        pick = st.selectbox("RoI to pool (or click its centre point on the image)", range(n), key="roi_pick",
+                            format_func=lambda i: texts[i]) if n else None
     st.session_state["roi_pick_box"] = rois[pick].tolist() if pick is not None else None
-    show_figure(lambda: sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
-                selection_mode=("points",), filename="roi_sampling", trace=trace, params=(pick,))
+    with panel.figure:
+        show_figure(lambda: sampling_figure(ctx.image_np, trace, pick), key="roi_chart", on_select="rerun",
+                    selection_mode=("points",), filename="roi_sampling", trace=trace, params=(pick,))
 
     st.subheader("RoI pooling")
     if pick is None:
         st.warning("No RoI to pool: the proposal stage kept none.")
         st.stop()
-    c = st.columns(4)
+    c = presentation.controls(4, "RoI pooling controls")
     used = select("roi.pool", "Detector pools with", list(POOL_OPS), container=c[0])
     size = slider("roi.output_size", "Output size S", 1, 14, 1, container=c[1])
     ratio = slider("roi.sampling_ratio", "RoIAlign samples a bin side (0: adaptive)", 0, 8, 1, container=c[2])
@@ -103,9 +130,9 @@ def _live() -> None:
     if note:
         st.warning(note)
     st.caption(f"{texts[pick]} → feature level {trace.features.names[pooled.level]}, "
-               f"spatial scale {pooled.spatial_scale:g}. RoIPool's cells (orange) snap to whole cells and can overlap "
-               "or leave gaps; RoIAlign's bins (blue) are exact. Hover a bin's centre for its pooled value. Both "
-               "pooled grids share one colour scale.")
+               f"spatial scale {pooled.spatial_scale:g}. RoIPool's bins (orange) snap to whole cells: "
+               "neighbours can overlap, never leave a gap; RoIAlign's bins (blue, Mask R-CNN 2017) are exact. "
+               "Hover a bin's centre for its pooled value. Both pooled grids share one colour scale.")
     zrange = pooled_range(pooled, channel)
     for col, op in zip(st.columns(2), POOL_OPS, strict=True):
         with col:

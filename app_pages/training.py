@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import _presentation as presentation
 from app_pages._sessions import session_dir, session_key
 from app_pages._shared import context, explain, plain, settings, show_figure
 from frcnn import FrcnnError
@@ -90,7 +91,7 @@ job: TrainingJob | None = st.session_state.get("training_job")
 busy = job is not None and job.active
 why = (f"This session's job is {job.status}: stop it first (one job per session)." if busy else
        f"The server trains {queue.max_running} job(s) at once; others wait in a queue, in order.")
-with st.form("train_form"):
+with presentation.box("Training run", expanded=job is None), st.form("train_form"):  # presentation: the curves first
     c1, c2, c3 = st.columns(3)
     model = c1.selectbox("Architecture", TRAINABLE, key="train_model",
                          help="default: the light stride-8 trunk (trains on a CPU); vgg16: the paper's.")
