@@ -32,7 +32,6 @@ MAIN_OFFSET_PX = 300  # px of the viewport above and below the main figure: head
 MIN_MAIN_HEIGHT = 300  # px: the main figure's height on a very short viewport
 SIDE_WEIGHTS = (5, 2)  # the main figure's column : the metrics' column
 
-# the chart key of each page's main figure (the figure a room looks at)
 # the chart key of each page's main figure (the figure a room looks at) -> px of the viewport that is not the figure
 # (above it on that page: the header, the title, the expanders, a subheader or a metric; below it a margin),
 # measured in chromium at 1280x720 (tests/e2e/test_presentation.py)

@@ -79,7 +79,9 @@ with left:
                     trace=trace, params=(DRAW_FROM, labelled))
 with right:
     st.subheader("Time per stage")
-    show_figure(stage_times_figure(trace), key="overview_times", filename="stage_times")
+    room = presentation.is_on()  # a row per stage tall enough for the room's font, labels short
+    show_figure(stage_times_figure(trace, row_px=40 if room else 26, short=room), key="overview_times",
+                filename="stage_times")
     notes(trace)
     download_trace(trace)
 

@@ -64,7 +64,8 @@ class Caps:
     trace_bytes: int = field(default_factory=_env_trace_bytes)  # backbone + anchors + IoU chunks + pooled RoIs
     anchors: int = 1_000_000
     iou_pairs: int = 400_000_000  # about 6 s of box_iou on 2 cores, in chunks
-    nms_candidates: int = 20_000  # NMS of 20,000 boxes that never overlap: about 1 s here
+    nms_candidates: int = 20_000  # a map's NMS of 20,000 boxes that never overlap: about 1 s here (batched_nms
+    # runs one NMS a pyramid level on the CPU past 1,000 boxes, so the quadratic worst case is each map's own)
     rois: int = 2_000  # the paper's training count; vgg16's fc6 takes about 200 MFLOPs a RoI
 
 
@@ -89,7 +90,8 @@ class WorkEstimate:
     input_size: tuple[int, int]  # (H, W) padded network input
     anchors: int  # the settings' anchors (plus the model's own when the head cannot use them)
     iou_pairs: int
-    nms_candidates: int
+    nms_candidates: int  # boxes into NMS, every level
+    nms_per_map: int  # of them, the most from one level (NMS runs per level)
     rois: int
     bytes: dict[str, int]  # per part
 
@@ -131,7 +133,8 @@ def estimate(facts: ModelFacts, settings: Settings, image_size: tuple[int, int],
     padded = input_size(image_size, settings)
     rpn_levels, anchors = _anchor_counts(facts, settings, padded)
     rpn, roi = settings.rpn, settings.roi
-    candidates = sum(min(rpn.pre_nms_top_n, n) for n in rpn_levels)
+    per_level = [min(rpn.pre_nms_top_n, n) for n in rpn_levels]
+    candidates = sum(per_level)
     rois = min(rpn.post_nms_top_n, candidates)
     sampled = min(roi.batch_size_per_image, rois + num_gt)
     pairs = (anchors + rois + num_gt + roi.detections_per_img) * num_gt  # anchor, RoI and detection targets
@@ -143,7 +146,7 @@ def estimate(facts: ModelFacts, settings: Settings, image_size: tuple[int, int],
         "iou": min(IOU_CHUNK_BYTES, pairs * 40) if num_gt else 0,
         "pooled RoIs": pooled_rois * facts.channels * sizes * sizes * 4,
     }
-    return WorkEstimate(padded, anchors, pairs, candidates, rois, parts)
+    return WorkEstimate(padded, anchors, pairs, candidates, max(per_level, default=0), rois, parts)
 
 
 _PART_KEYS = {"backbone": ("input.min_size", "input.max_size"),
@@ -173,9 +176,10 @@ def problems(facts: ModelFacts, settings: Settings, image_size: tuple[int, int],
     elif e.iou_pairs > caps.iou_pairs:
         out.append(f"{num_gt:,} ground-truth boxes x {e.anchors:,} anchors = {e.iou_pairs:,} IoUs "
                    f"(cap {caps.iou_pairs:,}): fewer boxes, or fewer anchors (a larger stride, fewer sizes)")
-    if e.nms_candidates > caps.nms_candidates:
-        out.append(f"rpn.pre_nms_top_n={settings.rpn.pre_nms_top_n:,} sends {e.nms_candidates:,} boxes into NMS "
-                   f"(cap {caps.nms_candidates:,})")
+    if e.nms_per_map > caps.nms_candidates:
+        of_one = " from one feature map" if e.nms_per_map < e.nms_candidates else ""
+        out.append(f"rpn.pre_nms_top_n={settings.rpn.pre_nms_top_n:,} sends {e.nms_per_map:,} boxes{of_one} into "
+                   f"NMS (cap {caps.nms_candidates:,} a map)")
     if e.rois > caps.rois:
         out.append(f"rpn.post_nms_top_n={settings.rpn.post_nms_top_n:,} keeps {e.rois:,} proposals for the "
                    f"RoI head (cap {caps.rois:,})")

@@ -69,6 +69,25 @@ def test_the_estimate_counts_fpn_anchors():
     assert e.anchors == len(trace.anchors.boxes) and e.input_size == trace.preprocess.padded_size
 
 
+
+def test_the_nms_cap_is_a_maps_own_on_a_pyramid():
+    """torchvision's batched_nms runs one NMS a level on the CPU past 1,000 boxes, so the quadratic worst case is each
+    map's: a pyramid whose levels together pass the cap fits while no one level does (the paper's 6,000 a map on an
+    FPN model), and the refusal names the one map."""
+    det = load_model("mobilenet_v3_fpn", "random", "cpu")
+    settings = det.defaults.replace({"input.min_size": 320, "rpn.pre_nms_top_n": 100_000})
+    trace = Tracer(det).run(_image(300, 400), settings, head=False)
+    per_level = [m.shape[-2] * m.shape[-1] * n for m, n in
+                 zip(trace.features.maps, det.module.rpn.anchor_generator.num_anchors_per_location(), strict=True)]
+    assert len(per_level) > 1 and sum(per_level) == len(trace.anchors.boxes)
+    facts = budget.facts_of(det)
+    e = budget.estimate(facts, settings, (300, 400))
+    assert (e.nms_candidates, e.nms_per_map) == (sum(per_level), max(per_level))
+    assert budget.fits(facts, settings, (300, 400), caps=Caps(nms_candidates=max(per_level)))
+    found = budget.problems(facts, settings, (300, 400), caps=Caps(nms_candidates=max(per_level) - 1))
+    assert found == [f"rpn.pre_nms_top_n=100,000 sends {max(per_level):,} boxes from one feature map into NMS "
+                     f"(cap {max(per_level) - 1:,} a map)"]
+
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_each_attack_is_refused_before_tracing_with_keys_estimate_and_cap(default, attack):
     settings = default.defaults.replace(ATTACKS[attack])

@@ -55,7 +55,7 @@ def pipeline_dot(pipeline: Pipeline | Trace) -> str:
     return "\n".join(lines)
 
 
-def stage_times_figure(trace: Trace) -> go.Figure:
+def stage_times_figure(trace: Trace, row_px: int = 26, short: bool = False) -> go.Figure:
     """A horizontal bar per stage, its wall time in ms: blue computed in this run, green found in the cache (its
     bar the time it took when it was computed, as :class:`~frcnn.trace.Trace` records it)."""
     stages = list(trace.timings_ms)
@@ -64,17 +64,19 @@ def stage_times_figure(trace: Trace) -> go.Figure:
     colors = [POSITIVE if c else KEPT for c in cached]
     text = [("cached" + (f" (took {t:.1f} ms)" if t else "")) if c else f"{t:.1f} ms"
             for c, t in zip(cached, times, strict=True)]
-    fig = go.Figure(go.Bar(x=times, y=stages, orientation="h", marker_color=colors, text=text,
+    shown = [("cached" if c else f"{t:.0f} ms") for c, t in zip(cached, times, strict=True)] if short else text
+    fig = go.Figure(go.Bar(x=times, y=stages, orientation="h", marker_color=colors, text=shown,
                            textposition="outside", cliponaxis=False, customdata=text,
                            hovertemplate="%{y}: %{customdata}<extra></extra>"))
     now = sum(t for t, c in zip(times, cached, strict=True) if not c)
+    sep = "<br>" if short else " · "  # a narrow column at a room's font: two lines
     if all(cached) and stages:
-        title = f"{now:.0f} ms on {trace.device} (every stage from the cache)"
+        title = f"{now:.0f} ms on {trace.device}{sep}every stage from the cache"
     elif any(cached):
-        title = f"{now:.0f} ms on {trace.device}, {sum(cached)} of {len(stages)} stages from the cache"
+        title = f"{now:.0f} ms on {trace.device}{sep}{sum(cached)} of {len(stages)} stages from the cache"
     else:
         title = f"{now:.0f} ms in all on {trace.device}"
-    fig.update_layout(height=60 + 26 * len(stages), margin=dict(l=10, r=40, t=30, b=10), title=title,
+    fig.update_layout(height=60 + row_px * len(stages), margin=dict(l=10, r=40, t=30, b=10), title=title,
                       xaxis=dict(title="ms", range=[0, 1.3 * max(times) if any(times) else 1]),  # room for labels
                       yaxis=dict(autorange="reversed"))
     legend = (f"<span style='color:{KEPT}'>■ blue: computed now</span>   "
