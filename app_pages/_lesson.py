@@ -89,6 +89,18 @@ export default function (component) {
     };
     doc.addEventListener("keydown", state.listener);
   }
+  if (data.highlight && state.scrolled !== data.step) {  // the step's figure, brought on screen once a step
+    state.scrolled = data.step;
+    const started = Date.now();
+    const look = () => {  // the figure is drawn after this component: wait for it (at most 20 s)
+      const el = doc.querySelector(`div.frcnn-chart[data-key="${data.highlight}"]`);
+      if (!el || !el._fullLayout) { if (Date.now() - started < 20000) win.setTimeout(look, 200); return; }
+      const r = el.getBoundingClientRect();
+      const seen = Math.min(r.bottom, win.innerHeight) - Math.max(r.top, 0);
+      if (seen < Math.min(r.height, win.innerHeight) / 2) el.scrollIntoView({block: "center"});  // half hidden
+    };
+    look();
+  }
   parentElement.dataset.lessonStep = String(data.step);  // read by the browser tests: this step is mounted
   return () => { if (state.current === me) state.current = null; };  // unmounted, no newer call: the lesson is off
 }
@@ -224,11 +236,13 @@ def panel(pages: Mapping[str, StreamlitPage], current: StreamlitPage) -> None:
             if here != step.page:
                 st.button(f"Back to the step's page, {pages[step.page].title}", key="lesson_back", on_click=goto,
                           args=(k,), type="primary")
-        st.markdown(step.caption or "*(no caption yet: write one under Edit the lesson)*")
+        with st.container(key="lesson_caption"):  # presentation mode: a box of a few lines, scrolled when longer
+            st.markdown(step.caption or "*(no caption yet: write one under Edit the lesson)*")
         if here == step.page and ctx is not None and ctx.image_name != step.image:
             st.caption(f"This step shows the sample {plain(step.image)}; an uploaded image is shown instead "
                        "(remove it in the sidebar).")
-        pressed = _keys(key="lesson_keys", data={"step": k, "n": len(lesson)}, height=0,
+        shown = step.highlight if here == step.page else None  # brought on screen when it is below the fold
+        pressed = _keys(key="lesson_keys", data={"step": k, "n": len(lesson), "highlight": shown}, height=0,
                         on_step_change=lambda: None)
         if ctx is None or not ctx.presentation:  # a room sees the step, not the editor
             _editor(lesson, k, here, {f: p.title for f, p in pages.items()})

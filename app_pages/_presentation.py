@@ -70,6 +70,17 @@ CSS = """
 """
 
 
+IN_LESSON = "body:has(.st-key-lesson_panel)"  # a page showing a lesson's step (app_pages/_lesson.py)
+LESSON_CAPTION_LINES = 5  # a step's caption in presentation mode: this many lines, the rest scrolled in its box
+LESSON_PANEL_PX = 210  # the lesson panel at most: its buttons' row, the caption's box, padding (chromium, 1280x720)
+STAGE_BOXES_PX = 100  # "What this stage does" and "This model vs the paper", hidden in a lesson (the caption says it)
+LESSON_CSS = f"""
+{IN_LESSON} .st-key-stage_explain, {IN_LESSON} .st-key-stage_paper {{display: none !important;}}
+.st-key-lesson_caption {{max-height: calc({LESSON_CAPTION_LINES} * 1.5 * 1.1rem + 0.3rem); overflow-y: auto;}}
+.st-key-lesson_caption p {{font-size: 1.1rem !important; line-height: 1.5 !important; margin-bottom: 0.3rem;}}
+"""
+
+
 def is_on() -> bool:
     """Whether this session shows the app in presentation mode (the sidebar's toggle, key ``presentation``)."""
     ctx = st.session_state.get("context")
@@ -77,15 +88,21 @@ def is_on() -> bool:
 
 
 def main_figure_css(minimum: int = MIN_MAIN_HEIGHT) -> str:
-    """The main figures' divs sized to the viewport (their inline height, from the figure, is overridden)."""
-    return "\n".join(f'div.frcnn-chart[data-key="{key}"] {{height: max({minimum}px, calc(100vh - {offset}px)) '
-                     "!important;}" for key, offset in MAIN_FIGURES.items())
+    """The main figures' divs sized to the viewport (their inline height, from the figure, is overridden); in a
+    lesson (its panel on the page) the panel's height less the stage's two boxes it hides (:data:`LESSON_CSS`)."""
+    def rule(scope: str, key: str, offset: int) -> str:
+        return (f'{scope}div.frcnn-chart[data-key="{key}"] {{height: max({minimum}px, calc(100vh - {offset}px)) '
+                "!important;}")
+
+    return "\n".join([rule("", key, offset) for key, offset in MAIN_FIGURES.items()]
+                     + [rule(f"{IN_LESSON} ", key, offset + LESSON_PANEL_PX - STAGE_BOXES_PX)
+                        for key, offset in MAIN_FIGURES.items()])
 
 
 def apply(presentation: bool) -> None:
     """The page's presentation style, when on (app.py, every run)."""
     if presentation:
-        st.html(f"<style>{CSS}\n{main_figure_css()}</style>")
+        st.html(f"<style>{CSS}\n{LESSON_CSS}\n{main_figure_css()}</style>")
 
 
 def figure_height(key: str, height: float | None) -> int | None:

@@ -369,7 +369,7 @@ def show_figure(fig: go.Figure | Callable[[], go.Figure], key: str, on_select: s
 def explain(text: str, *formulas: str, expanded: bool = False) -> None:
     """A few sentences on the stage with the paper's formulas (a page's :func:`paper_box` follows it: the first
     line of the page's fragment, so that a setting changed in the fragment redraws the box too)."""
-    with st.expander("What this stage does", expanded=expanded):
+    with st.container(key="stage_explain"), st.expander("What this stage does", expanded=expanded):
         st.markdown(text)
         for formula in formulas:
             st.latex(formula)
@@ -384,6 +384,11 @@ def paper_box(stage: str) -> None:
     Ren et al. 2015 at ``stage`` (every stage for :data:`ALL_STAGES`), generated from the settings by
     :func:`frcnn.paper_diff.departures`, each with the paper's value, this model's and the reason; "matches the
     paper" when nothing differs."""
+    with st.container(key="stage_paper"):  # presentation mode in a lesson: hidden, the step's caption explains
+        _paper_rows(stage)
+
+
+def _paper_rows(stage: str) -> None:
     detector = context().tracer.detector
     rows = departures(settings(), detector, None if stage == ALL_STAGES else stage)
     where = "" if stage == ALL_STAGES else f" at this stage ({stage})"

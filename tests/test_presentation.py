@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -24,6 +25,7 @@ from frcnn.viz.common import (
     PRESENTATION_LABEL_SIZE,
     add_box_labels,
     image_figure,
+    short_legend,
     styled,
     text_colour,
     wrap_title,
@@ -192,3 +194,17 @@ def test_without_presentation_mode_the_labels_are_off_and_controls_stay_a_row():
     assert at.toggle(key="det_labels:plain").value is False
     assert "Controls" not in [e.label for e in at.expander]
     assert not any(a.get("name") == "box label" for f in figures(at) for a in f["layout"].get("annotations", []))
+
+
+def test_presentation_legends_drop_their_asides_in_words_and_keep_counts():
+    assert short_legend("negative, not sampled: 181,063 (cells shaded by count)") == "negative, not sampled: 181,063"
+    assert short_legend("ignored (IoU below bg_iou_thresh_lo or between thresholds) (0)") == "ignored (0)"
+    assert short_legend("anchor centres (6,336; 1 in 16 drawn): click one") == "anchor centres: click one"
+    for kept in ("size 16 (72)", "ground truth (5)", "proposals (IoU 0.5)", "scoring under 0.5 (19)"):
+        assert short_legend(kept) == kept
+    fig = go.Figure(go.Scatter(x=[0], y=[0], name="negative in the minibatch: 203 (a dot per cell)"))
+    fig.add_shape(type="path", path="M0,0L1,1", name="boxes (drawn as outlines)", showlegend=True)
+    styled(fig, presentation=True)
+    assert fig.data[0].name == "negative in the minibatch: 203" and fig.layout.shapes[0].name == "boxes"
+    plain = styled(go.Figure(go.Scatter(x=[0], y=[0], name="a (cells shaded by count)")))
+    assert plain.data[0].name == "a (cells shaded by count)"  # only a room's figures are shortened

@@ -353,6 +353,16 @@ TYPICAL_PLOT_PX = (790, 370)  # a main figure at 1280x720 less its ticks (width,
 TITLE_LINE_PX = 31  # a line of a title at PRESENTATION_TITLE_SIZE
 
 
+_ASIDE = re.compile(r"\s*\((?=[^()]*[a-z]{3})[^()]*\)")  # "(cells shaded by count)", not "(72)" or "(IoU 0.5)"
+
+
+def short_legend(name: str) -> str:
+    """A legend entry without its asides in words ("negative, not sampled: 181,063 (cells shaded by count)" ->
+    "negative, not sampled: 181,063"; counts such as "size 16 (72)" stay): in presentation mode a room reads the
+    entry, the hover still says the rest, and the image keeps the width the asides took."""
+    return _ASIDE.sub("", name).strip() or name
+
+
 def _legend_beside(fig: go.Figure) -> bool:
     """Whether an image figure's legend leaves the image larger beside it (a column as wide as its longest entry)
     than under it (rows of entries), estimated on a main figure's size at 1280x720 (presentation mode)."""
@@ -401,6 +411,9 @@ def styled(fig: go.Figure, presentation: bool = False) -> go.Figure:
         above = max((_at_least(a.font.size, PRESENTATION_LABEL_SIZE) * 1.5 for a in notes), default=0)
         fig.update_layout(title=dict(text=wrap_title(title), yref="paper", y=1, yanchor="bottom", automargin=True,
                                      pad=dict(b=8 + int(above))), margin_t=10)
+    for item in (*fig.data, *fig.layout.shapes):
+        if item.name:
+            item.name = short_legend(item.name)
     if fig.layout.images and _legend_beside(fig):
         # an image is as large as the figure lets it: its legend beside it, or under it, whichever leaves it larger
         fig.update_layout(legend=dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top", yref="paper"))

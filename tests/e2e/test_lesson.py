@@ -83,6 +83,7 @@ def test_the_paper_lesson_plays_with_the_keyboard_and_each_step_has_its_link(app
         links[k] = page.url
         if k == 2:  # the panel on a page, for the docs
             DOCS.mkdir(parents=True, exist_ok=True)
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus frame
             page.screenshot(path=str(DOCS / "lesson.png"))
     print("lesson step with the keyboard, s:", [round(t, 1) for t in times])
     _press(page, "ArrowRight")  # at the last step: nothing to go to

@@ -17,6 +17,7 @@ A screenshot of every page at 1280x720 goes to docs/screenshots/presentation/<pa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,13 @@ def presenter(browser, app_url, request):
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.goto(app_url)
+    _present(page)
+    yield page, (width, height)
+    context.close()
+
+
+def _present(page) -> None:
+    """Presentation mode on (the sidebar's toggle), then the sidebar collapsed, as a presenter does."""
     _settled(page)
     page.locator("[data-testid='stSidebar'] [data-testid='stCheckbox']", has_text="Presentation mode").locator(
         "label").click()
@@ -130,8 +138,6 @@ def presenter(browser, app_url, request):
                            " && document.querySelector('[data-testid=\"stSidebar\"]').getBoundingClientRect().right"
                            " <= 0", timeout=10_000)
     page.wait_for_timeout(600)  # the sidebar's slide
-    yield page, (width, height)
-    context.close()
 
 
 def _visit(page, title: str, name: str, key: str) -> dict:
@@ -180,3 +186,44 @@ def test_a_room_can_read_every_page(presenter, title, name, key):
     cut = page.evaluate(CUT)
     assert not cut, cut[:5]
     page.evaluate(OPEN_EXPANDERS.replace("!d.open", "d.open"))  # closed again: the next page starts as a room sees it
+
+
+LESSON = json.loads((ROOT / "frcnn" / "data" / "lessons" / "paper.json").read_text())["steps"]
+STEP = """([k, n]) => { const p = document.querySelector('.st-key-lesson_panel');
+    return !!p && p.innerText.includes(`Step ${k} of ${n}`); }"""
+
+
+def test_a_lesson_in_presentation_mode_shows_each_steps_figure(browser, app_url):
+    """A teacher plays the built-in lesson in presentation mode at 1280x720: on every step the figure the step
+    highlights is on screen, whole (the stage's two boxes give the caption their room; a figure further down the
+    page is scrolled to), the main figure at least the presentation minimum, the caption at least 17 px."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        page.goto(f"{app_url}/?lesson=paper&step=1")
+        _present(page)
+        n = len(LESSON)
+        for k, step in enumerate(LESSON, 1):
+            if k > 1:
+                page.locator("[data-testid='stMain'] h1").first.click()  # the focus on the page, as a clicker's
+                page.keyboard.press("PageDown")
+            page.wait_for_function(STEP, arg=[k, n], timeout=180_000)
+            key = step["highlight"]
+            page.wait_for_function(f"({DRAWN})('{key}')", timeout=180_000)
+            _settled(page)
+            page.wait_for_timeout(900)  # plotly's relayout to the div's height, the scroll to the figure
+            m = page.evaluate(MEASURE, key)
+            fig, view = m["figure"], m["viewport"]
+            print("lesson step", k, key, fig)
+            assert fig["top"] >= 0 and fig["bottom"] <= view["height"] + 1, (k, key, fig, view)
+            if key in MAIN_FIGURES:
+                assert fig["height"] >= 290, (k, key, fig)
+            caption = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector("
+                                    "'.st-key-lesson_caption p')).fontSize)")
+            assert caption >= 17, caption
+            if k == 3:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                page.evaluate("() => document.activeElement && document.activeElement.blur()")
+                page.screenshot(path=str(SHOTS / "lesson_step.png"))
+    finally:
+        context.close()
