@@ -7,7 +7,6 @@ settings back into the URL, then run the chosen page. Pages only read the contex
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import streamlit as st
@@ -22,11 +21,20 @@ from app_pages import _lesson as lesson_panel
 from app_pages._chart import preload as preload_plotly
 from app_pages._presentation import apply as presentation_style
 from app_pages._sessions import session_file, session_key
-from app_pages._shared import Context, get_tracer, keep_display_widgets, plain, reset_widgets, set_settings, sync_url
+from app_pages._shared import (
+    Context,
+    get_tracer,
+    guard,
+    keep_display_widgets,
+    plain,
+    reset_widgets,
+    set_settings,
+    sync_url,
+)
 from app_pages._story import show_banner as show_story_banner
 from app_pages._weights import weights_picker
 from frcnn import FrcnnError, Settings, budget
-from frcnn.data import list_samples, load_annotations, load_image, load_sample
+from frcnn.data import load_image, load_sample, picker
 from frcnn.models import MODEL_NAMES
 from frcnn.models.checkpoint import check_weights_size
 from frcnn.settings import PAPER, flat_keys
@@ -49,7 +57,7 @@ PAGES = [
 ]
 PAGE_FILES = [f for f, _, _ in PAGES]
 HERE = Path(__file__).parent
-SAMPLES = [s.name for s in sorted(list_samples(), key=lambda s: s.kind != "synthetic")]  # scenes first
+SAMPLES = picker.sample_names()  # scenes first
 URL_KEYS = ("model", "sample", "device")
 UPLOAD_WEIGHTS_BYTES = 64 << 20  # uncompressed records of an uploaded weights file (the upload itself: 25 MB)
 
@@ -117,22 +125,19 @@ def _model_picker() -> tuple[str, str, str]:
         weights = server_file
     if weights_file is not None:
         data = weights_file.getvalue()
-        path = session_file(f"weights-{hashlib.sha1(data).hexdigest()[:16]}.pt", data)  # goes with the session
-        try:  # a record that inflates far past the upload is refused before torch.load reads it
-            check_weights_size(path, UPLOAD_WEIGHTS_BYTES)
+        path = session_file(f"weights-{picker.digest(data)[:16]}.pt", data)  # goes with the session
+        with guard(where=st.sidebar, about=weights_file.name):  # a record that inflates far past the upload is
+            check_weights_size(path, UPLOAD_WEIGHTS_BYTES)           # refused before torch.load reads it
             weights = str(path)
-        except FrcnnError as exc:
+        if weights != str(path):
             path.unlink(missing_ok=True)
-            st.sidebar.error(plain(f"{weights_file.name}: {exc}"))
     return name, weights, device
 
 
 def _load_tracer(name: str, weights: str, device: str):
-    try:
+    with guard(where=st.sidebar):
         return get_tracer(name, weights, device)
-    except FrcnnError as exc:
-        st.sidebar.error(str(exc))
-        return get_tracer(name, "auto", device)
+    return get_tracer(name, "auto", device)  # the guard said why
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -146,70 +151,51 @@ LINK_NOTE = "The link (URL) holds the model, sample and settings, not this uploa
 
 def _image_picker(class_names: tuple[str, ...]) -> tuple[torch.Tensor, str, torch.Tensor | None, torch.Tensor | None]:
     """The image (a sample, an upload or a photo) and its ground truth: the user's for this very image if any
-    (:mod:`app_pages._ground_truth`, keyed by the image's content), else a sample's own."""
+    (:mod:`app_pages._ground_truth`, keyed by the image's content), else a sample's own. The choices are
+    :mod:`frcnn.data.picker`'s; here are the widgets and what the session keeps."""
     ground_truth.adopt_seeded()
     st.sidebar.header("Image")
     sample = st.sidebar.selectbox("Sample image", SAMPLES, key="sample")
-    upload = st.sidebar.file_uploader("Upload an image", key="upload",
-                                      type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"])
+    upload = st.sidebar.file_uploader("Upload an image", key="upload", type=list(picker.IMAGE_UPLOAD_TYPES))
     camera = st.sidebar.camera_input("Or take a photo", key="camera") if st.sidebar.toggle(
         "Camera", key="use_camera", help="For a live demo: take a picture and trace it.") else None
     image_file = camera or upload
-    if image_file is not None:
-        data = image_file.getvalue()
-        digest = hashlib.sha1(data).hexdigest()
-        if st.session_state.get("own_image_digest") != digest:
-            st.session_state["own_image_digest"] = digest
-            try:
-                loaded = load_image(data, name=image_file.name)
-                st.session_state.update(own_image=loaded, own_image_key=ground_truth.upload_key(data))
-            except FrcnnError as exc:
-                st.error(plain(f"{exc} (keeping the previous image)"))
+    data = image_file.getvalue() if image_file is not None else b""
+    if image_file is not None and st.session_state.get("own_image_digest") != (digest := picker.digest(data)):
+        st.session_state["own_image_digest"] = digest  # read once: a refused file is not read again
+        with guard("keeping the previous image"):
+            st.session_state.update(own_image=load_image(data, name=image_file.name),
+                                    own_image_key=picker.upload_key(data))
     own = st.session_state.get("own_image") if image_file is not None else None
-    gt = None
-    if own is not None:
-        image, name, key = own.tensor, own.name, st.session_state["own_image_key"]
-        if own.notes:  # what the loader converted (16-bit, CMYK, alpha, EXIF rotation, first frame ...)
-            st.sidebar.caption(plain(f"{own.name}: " + "; ".join(own.notes)))
+    picked = picker.pick_image(own, st.session_state.get("own_image_key", ""), sample,
+                               lambda name: _sample(name, class_names))
+    if picked.own:
+        if picked.notes:
+            st.sidebar.caption(plain(f"{picked.name}: " + "; ".join(picked.notes)))
         st.sidebar.caption(LINK_NOTE)
-    else:
-        loaded, gt = _sample(sample, class_names)
-        image, name, key = loaded.tensor, sample, ground_truth.sample_key(sample)
-    st.session_state[ground_truth.CURRENT] = key
+    st.session_state[ground_truth.CURRENT] = picked.key
+    _annotation_picker(picked, class_names)
+    user = ground_truth.get(picked.key)
+    for line in user.report if user is not None else ():
+        st.sidebar.caption(plain(line))
+    return (picked.tensor, picked.name,
+            *picker.ground_truth_of(picked, None if user is None else (user.boxes, user.labels)))
+
+
+def _annotation_picker(picked: picker.PickedImage, class_names: tuple[str, ...]) -> None:
+    """An annotation file for the image shown (one uploader per image), read once: edits made after it are kept."""
     st.sidebar.header("Ground truth")
-    ann = st.sidebar.file_uploader("Annotation file (COCO JSON, Pascal VOC XML, YOLO txt)",  # one per image
-                                   type=["json", "xml", "txt"], key=f"annotations:{key}")
-    if ann is not None:
-        tried = (key, hashlib.sha1(ann.getvalue()).hexdigest())
-        if st.session_state.get("annotation_tried") != tried:  # once: edits made after it are kept
-            st.session_state["annotation_tried"] = tried
-            try:
-                parsed = load_annotations(ann.getvalue(), (image.shape[-1], image.shape[-2]), image_name=name,
-                                          class_names=class_names, name=ann.name)
-                _check_gt_budget(parsed.boxes, image, ann.name)
-                ground_truth.put(key, parsed.boxes, parsed.labels, report=tuple(parsed.report))
-            except FrcnnError as exc:
-                st.error(plain(f"{exc} (the ground truth is unchanged)"))
-    own_gt = ground_truth.get(key)
-    if own_gt is not None:  # cleared to nothing: no ground truth (the pages say how to add some)
-        for line in own_gt.report:
-            st.sidebar.caption(plain(line))
-        return (image, name, own_gt.boxes, own_gt.labels) if len(own_gt.boxes) else (image, name, None, None)
-    if gt is None or len(gt) == 0:
-        return image, name, None, None
-    return image, name, gt.boxes, gt.labels
-
-
-def _check_gt_budget(boxes: torch.Tensor, image: torch.Tensor, file_name: str) -> None:
-    """Refuse ground truth that would take the work budget over its cap with the current settings (anchors x
-    boxes IoUs), saying how many boxes would fit."""
-    facts = budget.facts_of(tracer.detector)
+    ann = st.sidebar.file_uploader("Annotation file (COCO JSON, Pascal VOC XML, YOLO txt)",
+                                   type=list(picker.ANNOTATION_UPLOAD_TYPES), key=f"annotations:{picked.key}")
+    tried = (picked.key, picker.digest(ann.getvalue())) if ann is not None else None
+    if ann is None or st.session_state.get("annotation_tried") == tried:
+        return
+    st.session_state["annotation_tried"] = tried
     current = st.session_state.get("settings", tracer.detector.defaults)
-    size = tuple(image.shape[-2:])
-    if not budget.fits(facts, current, size, len(boxes)):
-        most = budget.max_boxes(facts, current, size)
-        raise FrcnnError(f"{file_name}: {len(boxes):,} boxes are over the work budget with these settings "
-                         f"(at most {most:,} on this image: anchors x boxes IoUs are capped)")
+    with guard("the ground truth is unchanged"):
+        parsed = picker.read_ground_truth(ann.getvalue(), ann.name, picked.tensor, picked.name, class_names,
+                                          budget.facts_of(tracer.detector), current)
+        ground_truth.put(picked.key, parsed.boxes, parsed.labels, report=tuple(parsed.report))
 
 
 def _settings_for(tracer, image: torch.Tensor, gt_count: int) -> tuple[Settings, Settings]:
@@ -272,12 +258,14 @@ for message in st.session_state.pop("url_messages", []):
     st.warning(plain(message))
 sync_url()
 
-# The folder is app_pages/, not pages/: Streamlit serves a pages/ folder as old-style pages until app.py has
-# run once, so a shared link to /proposals on a fresh server would skip the sidebar and its state.
+# The folder is app_pages/, not pages/: Streamlit serves a pages/ folder as old-style pages until some session has
+# run st.navigation, so a shared link to /proposals on a fresh server would skip the sidebar and its state (README,
+# "How it is built", says what was tried).
 pages = [st.Page(str(HERE / "app_pages" / f), title=t, icon=i, default=(f == "overview.py")) for f, t, i in PAGES]
 try:
     page = st.navigation(pages)
     lesson_panel.panel(dict(zip(PAGE_FILES, pages, strict=True)), page)  # a lesson's step: its page, panel, keys
-    page.run()
+    with guard():  # a refusal anywhere in the page is one error line, never a traceback
+        page.run()
 finally:
     _startup.done()  # the first start's note, once its first page has drawn

@@ -2,20 +2,23 @@
 
 What the user gives as ground truth (an annotation file, boxes drawn or edited on Start, promoted detections, a
 cleared table) belongs to the image it was given for: it is stored under that image's key, so another image
-never gets it and coming back to an image brings its own back. A sample's key is its name (its pixels are fixed
-by the name), an upload's is the sha1 of its bytes. At most :data:`MAX_IMAGES` images' ground truth is kept
+never gets it and coming back to an image brings its own back. The keys are :mod:`frcnn.data.picker`'s (a
+sample's is its name, an upload's the sha1 of its bytes). At most :data:`MAX_IMAGES` images' ground truth is kept
 per session, the least recently shown out. Boxes are (x1, y1, x2, y2) floats in the image's pixels.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 from torch import Tensor
+
+from frcnn.data.picker import sample_key, upload_key
+
+__all__ = ["ImageTruth", "adopt_seeded", "get", "put", "put_current", "sample_key", "upload_key"]
 
 STORE = "gt_by_image"  # session key: OrderedDict[image key, ImageTruth]
 CURRENT = "image_key"  # session key: the key of the image shown now
@@ -30,14 +33,6 @@ class ImageTruth:
     labels: Tensor  # (G,) model class indices
     report: tuple[str, ...] = ()  # what the annotation loader fixed, shown under the uploader
     annotation: str = ""  # sha1 of the annotation file they came from ("" when drawn, edited or promoted)
-
-
-def sample_key(name: str) -> str:
-    return f"sample:{name}"
-
-
-def upload_key(data: bytes) -> str:
-    return f"sha1:{hashlib.sha1(data).hexdigest()}"
 
 
 def _store() -> OrderedDict:

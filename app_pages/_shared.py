@@ -6,9 +6,13 @@ and to the URL, figure display, explanations.
   passed to ``Tracer.run`` per call.
 - Per-session state lives in ``st.session_state``: ``settings`` (a flat dict of the current values),
   the chosen image and ground truth, the presentation flag. ``app.py`` fills it each run (``Context``).
-- A settings widget is bound to one flat key (``slider("rpn.nms_thresh", ...)``): its value is kept in
+- A settings widget is bound to one flat key by :func:`bind` (``bind("rpn.nms_thresh", "NMS IoU", (0.0, 1.0),
+  0.05)``; a toggle, selectbox, multiselect or slider after the setting's type): its value is kept in
   ``settings`` so it survives page switches, goes into the URL, and a bad combination is refused with a
   message instead of an exception.
+- One error guard (:func:`guard`): a :class:`frcnn.FrcnnError` in a page, a fragment or a trace is one
+  ``st.error`` line, never a traceback. app.py runs each page inside it; a page's fragments go through
+  :func:`fragment`, which runs them inside it too (Streamlit shows a fragment's exception itself).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 import numpy as np
@@ -105,16 +111,24 @@ def set_settings(new: Settings) -> None:
     st.session_state["settings"] = new
 
 
-def _on_widget_change(key: str, to_setting: Any) -> None:
-    value = st.session_state[WIDGET_PREFIX + key]
+def apply_setting(key: str, value: Any) -> bool:
+    """Set the flat settings key ``key`` to ``value`` in a widget's callback (it runs before the page is drawn):
+    checked against the settings' rules and the work budget, written into the URL; a refusal is kept as the
+    message :func:`show_settings_message` shows, and False returned."""
     try:
-        new = settings().replace({key: to_setting(value)})
+        new = settings().replace({key: value})
         check_budget(new)
-        set_settings(new)
-        sync_url()  # a page's widgets rerun only their fragment, not app.py, which writes the URL too
     except FrcnnError as exc:
         st.session_state["settings_message"] = f"Not applied: {exc}"
-        st.session_state[WIDGET_PREFIX + key] = _widget_value(settings().get(key))
+        return False
+    set_settings(new)
+    sync_url()  # a page's widgets rerun only their fragment, not app.py, which writes the URL too
+    return True
+
+
+def _on_widget_change(key: str, to_setting: Any) -> None:
+    if not apply_setting(key, to_setting(st.session_state[WIDGET_PREFIX + key])):
+        st.session_state[WIDGET_PREFIX + key] = _widget_value(settings().get(key))  # the widget shows the setting
 
 
 LESSON_URL = "lesson_url"  # session key: ({"lesson": ..., "step": ...}, the step's setting keys) while a lesson is on
@@ -164,45 +178,43 @@ def _widget_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _bind(key: str) -> str:
+def _sorted_floats(values: Iterable[Any]) -> tuple[float, ...]:
+    return tuple(sorted(float(v) for v in values))
+
+
+def bind(key: str, label: str, choices: Sequence[Any] = (), step: float | None = None, *, help: str | None = None,
+         fmt: str | None = None, container: Any = st) -> Any:
+    """The one settings widget: bound to the flat settings key ``key`` (its value lives in the settings, so it
+    survives page switches and goes into the URL; a refused value is put back, with a message), of the kind the
+    setting's value asks for:
+
+    - a bool: a toggle;
+    - a str: a selectbox of ``choices``;
+    - a tuple of numbers (anchor sizes, ratios): a multiselect of ``choices`` and the values set now;
+    - a number: a slider over ``choices`` = (min, max) by ``step``, cut to what the work budget allows (widened
+      to hold a value from the URL outside it).
+
+    Returns the setting's current value."""
+    current = settings().get(key)
     wkey = WIDGET_PREFIX + key
     if wkey not in st.session_state:
-        st.session_state[wkey] = _widget_value(settings().get(key))
-    return wkey
-
-
-def slider(key: str, label: str, min_value: float, max_value: float, step: float | None = None,
-           help: str | None = None, fmt: str | None = None, container: Any = st) -> Any:
-    """A slider bound to the flat settings key ``key``; returns its current value."""
-    current = settings().get(key)
-    wkey = _bind(key)
-    min_value, max_value = _budget_range(key, min_value, max_value, step)
-    if not min_value <= st.session_state[wkey] <= max_value:  # a URL value outside the slider's range
-        min_value, max_value = min(min_value, current), max(max_value, current)
-    kind = type(current)
-    container.slider(label, min_value=kind(min_value), max_value=kind(max_value),
-                     step=None if step is None else kind(step), key=wkey, help=help, format=fmt,
-                     on_change=_on_widget_change, args=(key, kind))
-    return settings().get(key)
-
-
-def toggle(key: str, label: str, help: str | None = None, container: Any = st) -> bool:
-    container.toggle(label, key=_bind(key), help=help, on_change=_on_widget_change, args=(key, bool))
-    return settings().get(key)
-
-
-def select(key: str, label: str, options: list, help: str | None = None, container: Any = st) -> Any:
-    container.selectbox(label, options, key=_bind(key), help=help, on_change=_on_widget_change, args=(key, str))
-    return settings().get(key)
-
-
-def number_list(key: str, label: str, options: list[float], help: str | None = None, container: Any = st) -> tuple:
-    """A multiselect of numbers (anchor sizes, ratios) bound to a tuple setting."""
-    wkey = _bind(key)
-    st.session_state[wkey] = [float(v) for v in st.session_state[wkey]]
-    choices = sorted({float(v) for v in options} | set(st.session_state[wkey]))
-    container.multiselect(label, choices, key=wkey, help=help, format_func=lambda v: f"{v:g}",
-                          on_change=_on_widget_change, args=(key, lambda v: tuple(sorted(float(x) for x in v))))
+        st.session_state[wkey] = _widget_value(current)
+    common = {"label": label, "key": wkey, "help": help, "on_change": _on_widget_change}
+    if isinstance(current, bool):
+        container.toggle(**common, args=(key, bool))
+    elif isinstance(current, str):
+        container.selectbox(options=list(choices), **common, args=(key, str))
+    elif isinstance(current, tuple):
+        st.session_state[wkey] = [float(v) for v in st.session_state[wkey]]
+        options = sorted({float(v) for v in choices} | set(st.session_state[wkey]))
+        container.multiselect(options=options, format_func=lambda v: f"{v:g}", **common, args=(key, _sorted_floats))
+    else:
+        lo, hi = _budget_range(key, *choices, step)
+        if not lo <= st.session_state[wkey] <= hi:  # a URL value outside the slider's range
+            lo, hi = min(lo, current), max(hi, current)
+        kind = type(current)
+        container.slider(min_value=kind(lo), max_value=kind(hi), step=None if step is None else kind(step),
+                         format=fmt, **common, args=(key, kind))
     return settings().get(key)
 
 
@@ -290,24 +302,61 @@ def plain(text: Any, limit: int = MAX_ECHO) -> str:
     return _AUTOLINK.sub("\\1\u200b", _MARKDOWN.sub(r"\\\1", text))
 
 
-# ----------------------------------------------------------------------------------------------- tracing
-def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace:
-    """The current image (and ground truth) through the shared tracer with the session's settings; pages of the
-    RPN's stages pass ``head=False`` (no RoI pooling, box head, detections or losses to wait for)."""
-    ctx = context()
-    s = with_settings or settings()
-    key = session_key()
+# ------------------------------------------------------------------------------------------------ errors
+@contextmanager
+def guard(kept: str = "", where: Any = st, stop: bool = False, about: str = "") -> Iterator[None]:
+    """The one error guard of the app: a :class:`FrcnnError` raised inside (a refused file, the work budget, a
+    job the queue will not take) becomes one ``st.error`` line in ``where`` (the page or the sidebar), never a
+    traceback: ``about`` (a file's name) before it, ``kept`` (what was kept instead: "keeping the previous
+    image") after it; so does running out of memory. The run goes on after the block, or stops there with
+    ``stop=True`` (what follows needed the result). A context manager or, as ``@guard()``, a decorator; app.py
+    runs every page inside one, and :func:`run_trace` traces inside one."""
     try:
-        with st.spinner("Tracing..."):
-            return ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head,
-                                  should_stop=lambda: not is_session_alive(key))  # a closed tab's trace stops
-    except FrcnnError as exc:  # the work budget, or an image the settings cannot resize
-        st.error(plain(exc))
+        yield
+    except FrcnnError as exc:
+        where.error(plain(f"{about + ': ' if about else ''}{exc}{f' ({kept})' if kept else ''}"))
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
-        st.error(OUT_OF_MEMORY)
-    st.stop()
+        where.error(OUT_OF_MEMORY)
+    else:
+        return
+    if stop:
+        st.stop()
+
+
+# ----------------------------------------------------------------------------------------------- tracing
+def run_trace(with_settings: Settings | None = None, head: bool = True) -> Trace:
+    """The current image (and ground truth) through the shared tracer with the session's settings; pages of the
+    RPN's stages pass ``head=False`` (no RoI pooling, box head, detections or losses to wait for). A refusal
+    (the work budget, an image the settings cannot resize) is one error line and the page stops there."""
+    ctx = context()
+    s = with_settings or settings()
+    key = session_key()
+    with guard(), st.spinner("Tracing..."):
+        return ctx.tracer.run(ctx.image, s, ctx.gt_boxes, ctx.gt_labels, head=head,
+                              should_stop=lambda: not is_session_alive(key))  # a closed tab's trace stops
+    st.stop()  # the guard said why
+
+
+def fragment(body: Callable[..., None], *args: Any, run_every: float | None = None) -> None:
+    """Run ``body(*args)`` as a fragment (a widget in it reruns only it, not the sidebar, the title and the
+    explanation) inside the :func:`guard`: a fragment's own reruns do not pass through app.py's page runner,
+    and Streamlit would show an exception raised in one as a traceback."""
+    st.fragment(guard()(body), run_every=run_every)(*args)
+
+
+def stage_fragment(stage: str, body: Callable[[], None]) -> None:
+    """A stage page below its title and explanation: ``body`` as a :func:`fragment`, opening with the stage's
+    :func:`paper_box` and the message of a refused setting (in the fragment, so that a setting changed there
+    redraws both)."""
+    @wraps(body)
+    def live() -> None:
+        paper_box(stage)
+        show_settings_message()
+        body()
+
+    fragment(live)
 
 
 # ---------------------------------------------------------------------------------------------- display

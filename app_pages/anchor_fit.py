@@ -12,9 +12,18 @@ import streamlit as st
 
 from app_pages import _presentation as presentation
 from app_pages._sessions import is_session_alive, session_key
-from app_pages._shared import context, explain, plain, reset_widgets, set_settings, settings, show_figure
-from frcnn import FrcnnError
-from frcnn.anchor_fit import AnchorFit
+from app_pages._shared import (
+    context,
+    explain,
+    fragment,
+    guard,
+    plain,
+    reset_widgets,
+    set_settings,
+    settings,
+    show_figure,
+)
+from frcnn.anchor_fit import FIT_KEYS, AnchorFit
 from frcnn.data.annotations import MAX_BOXES, MAX_DATASET_IMAGES
 from frcnn.fit_jobs import (
     MAX_FIT_BOXES,
@@ -26,6 +35,7 @@ from frcnn.fit_jobs import (
     server_fit_queue,
     shapes_source,
 )
+from frcnn.lesson import setting_text
 from frcnn.settings import Settings
 from frcnn.viz.anchor_fit import anchor_fit_figure
 
@@ -42,13 +52,11 @@ def _rows(fit: AnchorFit) -> pd.DataFrame:
 
 def _start(request: FitRequest) -> FitJob | None:
     """This session's job for ``request`` (its old one is cancelled), or None with the refusal shown."""
-    try:
+    with guard():
         job = queue.submit(owner, request, is_alive=lambda: is_session_alive(owner))  # a closed tab's fit stops
-    except FrcnnError as exc:
-        st.error(plain(exc))
-        return None
-    st.session_state["fit_job"] = job
-    return job
+        st.session_state["fit_job"] = job
+        return job
+    return None
 
 
 def _live(key: tuple, fit_shown: bool) -> None:
@@ -161,11 +169,8 @@ else:
 report = controls.container()  # the reader's notes on an upload, once it has been read
 s = settings()
 a = s.anchors
-controls.caption(
-    f"Anchors from the current settings: sizes {', '.join(f'{v:g}' for v in a.sizes)}; ratios "
-    f"{', '.join(f'{v:g}' for v in a.ratios)}; stride {a.stride}; input {s.input.min_size}/{s.input.max_size} "
-    f"px; {'only anchors inside the image' if s.rpn.ignore_cross_boundary else 'all anchors'} (change them "
-    "on the Anchors page).")
+controls.caption("The settings the fit reads, as they are now (change them on the Anchors page): "
+                 + "; ".join(f"{k} {setting_text(s.get(k))}" for k in FIT_KEYS) + ".")
 controls.caption(
     f"The fit runs in the background of the server: {queue.max_running} at once, the others wait in order, "
     f"one per session (a new one cancels the old), each at most {(queue.max_seconds or 0) / 60:g} min. At most "
@@ -201,8 +206,8 @@ for line in result.report if result is not None else data[1] if data is not None
     report.caption(plain(line))
 if result is None:
     with status:
-        st.fragment(_live, run_every=POLL_SECONDS if job is not None and job.active else None)(request.key,
-                                                                                               fit is not None)
+        polling = job is not None and job.active
+        fragment(_live, request.key, fit is not None, run_every=POLL_SECONDS if polling else None)
 else:
     st.session_state["fit_polling"] = False
     _suggested(result, s, panel)

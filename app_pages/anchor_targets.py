@@ -5,25 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _presentation as presentation
-from app_pages._shared import (
-    context,
-    explain,
-    notes,
-    paper_box,
-    run_trace,
-    show_figure,
-    show_settings_message,
-    slider,
-    toggle,
-)
+from app_pages._shared import bind, context, explain, notes, run_trace, show_figure, stage_fragment
+from frcnn.analysis.anchors import best_anchor_ties, positive_rows, target_counts
 from frcnn.paper_diff import ANCHOR_TARGETS
-from frcnn.viz.anchors import (
-    MAX_REQUESTED_BOXES,
-    anchor_targets_figure,
-    best_anchor_ties,
-    positive_rows,
-    target_counts,
-)
+from frcnn.viz.anchors import MAX_REQUESTED_BOXES, anchor_targets_figure
 
 ctx = context()
 st.title("Anchor targets")
@@ -49,22 +34,18 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(ANCHOR_TARGETS)  # in the fragment: a setting changed here redraws it
-    show_settings_message()
     controls = presentation.box()  # presentation mode: one collapsed expander for the thresholds and the view
     c1, c2, c3 = presentation.columns(3, controls)
-    slider("rpn.fg_iou_thresh", "Positive IoU θfg (≥)", 0.0, 1.0, 0.05, container=c1,
-           help="The paper: 0.7. Must be at least the negative threshold.")
-    slider("rpn.bg_iou_thresh", "Negative IoU θbg (<)", 0.0, 1.0, 0.05, container=c1, help="The paper: 0.3.")
-    toggle("rpn.allow_low_quality_matches", "Best anchor of each box is positive", container=c2,
-           help="The low-quality rule: every ground-truth box gets at least its best anchor(s), even below θfg.")
-    toggle("rpn.ignore_cross_boundary", "Ignore anchors crossing the border", container=c2,
-           help="The paper (training): anchors not wholly inside the image are never labelled.")
-    slider("rpn.batch_size_per_image", "Minibatch size", 1, 1024, 1, container=c3, help="The paper: 256.")
-    slider("rpn.positive_fraction", "At most this share positive", 0.0, 1.0, 0.05, container=c3, help="The paper: 0.5.")
-    slider("rpn.sample_seed", "Sampling seed", 0, 99, 1, container=c2, help="Another draw of the same minibatch rule.")
+    bind("rpn.fg_iou_thresh", "Positive IoU θfg (≥)", (0.0, 1.0), 0.05, container=c1,
+         help="The paper: 0.7. Must be at least the negative threshold.")
+    bind("rpn.bg_iou_thresh", "Negative IoU θbg (<)", (0.0, 1.0), 0.05, container=c1, help="The paper: 0.3.")
+    bind("rpn.allow_low_quality_matches", "Best anchor of each box is positive", container=c2,
+         help="The low-quality rule: every ground-truth box gets at least its best anchor(s), even below θfg.")
+    bind("rpn.ignore_cross_boundary", "Ignore anchors crossing the border", container=c2,
+         help="The paper (training): anchors not wholly inside the image are never labelled.")
+    bind("rpn.batch_size_per_image", "Minibatch size", (1, 1024), 1, container=c3, help="The paper: 256.")
+    bind("rpn.positive_fraction", "At most this share positive", (0.0, 1.0), 0.05, container=c3, help="The paper: 0.5.")
+    bind("rpn.sample_seed", "Sampling seed", (0, 99), 1, container=c2, help="Another draw of the same minibatch rule.")
 
     trace = run_trace(head=False)
     if trace.anchor_targets is None or not len(trace.gt_boxes):
@@ -117,4 +98,4 @@ def _live() -> None:
     st.dataframe(pd.DataFrame(positive_rows(trace)), hide_index=True, key="targets_positive_table")
 
 
-st.fragment(_live)()
+stage_fragment(ANCHOR_TARGETS, _live)

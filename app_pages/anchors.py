@@ -6,23 +6,20 @@ import streamlit as st
 
 from app_pages import _presentation as presentation
 from app_pages._shared import (
+    apply_setting,
+    bind,
     context,
     explain,
     notes,
-    number_list,
-    paper_box,
     run_trace,
-    set_settings,
     settings,
     show_figure,
-    show_settings_message,
-    slider,
-    sync_url,
+    stage_fragment,
 )
-from frcnn import FrcnnError
-from frcnn.anchor_stats import recall_by_size
+from frcnn.analysis.anchor_stats import recall_by_size
+from frcnn.analysis.anchors import anchor_counts, coverage, coverage_rows
 from frcnn.paper_diff import ANCHORS
-from frcnn.viz.anchors import anchor_counts, anchors_figure, coverage, coverage_rows
+from frcnn.viz.anchors import anchors_figure
 
 # floats, as the settings hold them: a multiselect matches its value to its options by their text
 SIZES = [16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0, 192.0, 256.0, 384.0, 512.0, 768.0, 1024.0]
@@ -35,20 +32,16 @@ STATIC_ROWS = 30  # ground-truth boxes shown as a static table; more get a scrol
 def _apply_scales() -> None:
     """Base size × scales -> anchors.sizes (the list widget is re-read from the settings on its next run)."""
     sizes = tuple(sorted({float(st.session_state["anchors_base"] * s) for s in st.session_state["anchors_scales"]}))
-    try:
-        set_settings(settings().replace({"anchors.sizes": sizes}))
+    if apply_setting("anchors.sizes", sizes):
         st.session_state.pop("set:anchors.sizes", None)
-        sync_url()
-    except FrcnnError as exc:
-        st.session_state["settings_message"] = f"Not applied: {exc}"
 
 
 def _size_controls() -> None:
     if st.radio("Anchor sizes as", ["a list of sizes", "scales on a base size"], key="anchors_size_mode",
                 horizontal=True) == "a list of sizes":
         own = context().tracer.detector.defaults.anchors.sizes  # the model's own, so a removed one comes back
-        number_list("anchors.sizes", "Sizes (px, √(w·h) on the network's input)", SIZES + [float(v) for v in own],
-                    help="The paper: 128, 256, 512 (scales 8, 16, 32 on a 16-px base).")
+        bind("anchors.sizes", "Sizes (px, √(w·h) on the network's input)", SIZES + [float(v) for v in own],
+             help="The paper: 128, 256, 512 (scales 8, 16, 32 on a 16-px base).")
         return
     base = st.session_state.setdefault("anchors_base", 16)
     st.session_state["anchors_scales"] = [float(s / base) for s in settings().anchors.sizes]  # follow the settings
@@ -80,18 +73,14 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(ANCHORS)  # in the fragment: a setting changed here redraws it
-    show_settings_message()
     controls = presentation.box()  # presentation mode: one collapsed expander for the anchors' and the view's
     c1, c2 = presentation.columns([3, 2], controls)
     with c1:
         _size_controls()
     with c2:
-        number_list("anchors.ratios", "Ratios (h / w)", RATIOS, help="The paper: 0.5, 1, 2.")
-        slider("anchors.stride", "Stride (px between centres)", 4, 64, 4,
-               help="The backbone's total stride; another value draws anchors the trained RPN head cannot use.")
+        bind("anchors.ratios", "Ratios (h / w)", RATIOS, help="The paper: 0.5, 1, 2.")
+        bind("anchors.stride", "Stride (px between centres)", (4, 64), 4,
+             help="The backbone's total stride; another value draws anchors the trained RPN head cannot use.")
     trace = run_trace(head=False)
     a = trace.anchors
     counts = anchor_counts(trace)
@@ -162,4 +151,4 @@ def _live() -> None:
                                                             na_rep="-"))
 
 
-st.fragment(_live)()
+stage_fragment(ANCHORS, _live)

@@ -3,10 +3,11 @@
 import streamlit as st
 
 from app_pages import _presentation as presentation
-from app_pages._shared import context, explain, notes, paper_box, run_trace, show_figure
+from app_pages._shared import context, explain, notes, run_trace, show_figure, stage_fragment
+from frcnn.analysis.features import cell_size, top_channels
 from frcnn.paper_diff import BACKBONE
 from frcnn.receptive_field import map_geometry
-from frcnn.viz.backbone import cell_size, feature_figure, top_channels
+from frcnn.viz.backbone import feature_figure
 
 ctx = context()
 st.title("Backbone features")
@@ -27,13 +28,9 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(BACKBONE)  # in the fragment: a setting changed here redraws it
-    trace = run_trace(head=False)
-    levels = list(range(len(trace.features.maps)))
     c1, c2, c3 = presentation.controls(3)
-    level = c1.selectbox("Feature level", levels, key="bb_level",
+    trace = run_trace(head=False)
+    level = c1.selectbox("Feature level", list(range(len(trace.features.maps))), key="bb_level",
                          format_func=lambda i: f"{trace.features.names[i]} (stride {trace.features.strides[i]})")
     fmap = trace.features.maps[level]
     mode = c2.radio("Show", ["mean over channels", "one channel"], key="bb_mode", horizontal=True)
@@ -66,4 +63,4 @@ def _live() -> None:
     notes(trace)
 
 
-st.fragment(_live)()
+stage_fragment(BACKBONE, _live)

@@ -7,20 +7,25 @@ import streamlit as st
 import torch
 
 from app_pages import _presentation as presentation
-from app_pages._shared import context, explain, plain, run_trace, settings, show_figure, show_settings_message, slider
-from frcnn import FrcnnError
+from app_pages._shared import (
+    bind,
+    context,
+    explain,
+    fragment,
+    guard,
+    run_trace,
+    settings,
+    show_figure,
+    show_settings_message,
+)
+from frcnn.analysis.compare import only_in, what_boxes
+from frcnn.analysis.sweeps import PLOTTED, run_sweep, sweeps_of
 from frcnn.data.dataset import ShapesScenes
 from frcnn.data.shapes import CLASS_NAMES
 from frcnn.settings import parse_assignments
-from frcnn.sweeps import detection_sweep, proposal_recall_sweep
-from frcnn.viz.compare import comparison_figure, only_in, sweep_figure, what_boxes
+from frcnn.viz.compare import comparison_figure, sweep_figure
 
-SWEEPS = {
-    "proposal recall vs post-NMS top-N": ("rpn.post_nms_top_n", [10, 25, 50, 100, 200, 300, 500, 1000]),
-    "detections vs score threshold": ("roi.score_thresh", [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]),
-    "detections vs NMS IoU (per class)": ("roi.nms_thresh", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
-    "detections vs RPN NMS IoU": ("rpn.nms_thresh", [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
-}
+SWEEPS = sweeps_of("recall") | sweeps_of("detections")  # the library's one table: the ones over a set of images
 
 
 ctx = context()
@@ -38,20 +43,16 @@ def _live() -> None:
 
     controls = presentation.box()  # presentation mode: A's settings, B's changes and their table in one expander
     c1, c2 = presentation.columns(2, controls)
-    slider("rpn.nms_thresh", "A: RPN NMS IoU", 0.0, 1.0, 0.05, container=c1,
-           help="A's own setting (the session's); B follows it unless B's changes name it.")
-    slider("roi.score_thresh", "A: score threshold", 0.0, 1.0, 0.01, container=c2,
-           help="A's own setting (the session's); B follows it unless B's changes name it.")
+    bind("rpn.nms_thresh", "A: RPN NMS IoU", (0.0, 1.0), 0.05, container=c1,
+         help="A's own setting (the session's); B follows it unless B's changes name it.")
+    bind("roi.score_thresh", "A: score threshold", (0.0, 1.0), 0.01, container=c2,
+         help="A's own setting (the session's); B follows it unless B's changes name it.")
     show_settings_message()
     a = settings()
     text = controls.text_area("B: changes to A, one KEY=VALUE per line", "rpn.nms_thresh=0.5\nroi.score_thresh=0.3",
                         key="compare_b", help="Any key of `python -m frcnn keys`, e.g. anchors.sizes=64,128,256")
-    try:
-        changes = parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:")
-        b = a.replace(changes)
-    except FrcnnError as exc:
-        st.error(plain(exc))
-        st.stop()
+    with guard(stop=True):
+        b = a.replace(parse_assignments([line.strip() for line in text.splitlines() if line.strip()], "B:"))
     diff = b.diff(a)
     if not diff:
         st.info("B equals A: type a change above.")
@@ -87,7 +88,7 @@ def _live() -> None:
     source = c2.radio("Over", sources, horizontal=True, key="sweep_source",
                       format_func={"image": "this image (needs ground truth)", "scenes": "synthetic scenes"}.get)
     n = c3.number_input("Scenes", 2, 200, 10, key="sweep_n", disabled=source != "scenes")
-    key, values = SWEEPS[kind]
+    spec = SWEEPS[kind]
     if st.button("Run the sweep", key="sweep_run", type="primary"):
         if source == "image":
             if ctx.gt_boxes is None or not len(ctx.gt_boxes):
@@ -98,22 +99,14 @@ def _live() -> None:
         else:
             scenes = ShapesScenes(int(n), 1)
             items = [scenes[i] for i in range(len(scenes))]
-        bar = st.progress(0.0, text=f"Sweeping {key} over {len(items)} image(s)...")
-
-        def progress(done: float) -> None:
-            bar.progress(done)
-
-        if key == "rpn.post_nms_top_n":
-            result = proposal_recall_sweep(ctx.tracer, items, a, values, progress=progress)
-        else:
-            result = detection_sweep(ctx.tracer, items, a, key, values, progress=progress)
+        bar = st.progress(0.0, text=f"Sweeping {spec.key} over {len(items)} image(s)...")
+        result = run_sweep(ctx.tracer, items, a, spec, progress=bar.progress)
         bar.empty()
-        st.session_state["sweep_result"] = result
-    result = st.session_state.get("sweep_result")
+        st.session_state["sweep_result"] = (result, PLOTTED[spec.measure])
+    result, metrics = st.session_state.get("sweep_result") or (None, ())
     if result is not None:
-        metrics = ("recall",) if result.key == "rpn.post_nms_top_n" else ("precision", "recall")
         show_figure(sweep_figure(result, metrics), key="sweep_figure", filename="sweep")
         st.dataframe(pd.DataFrame({result.key: result.values, **result.metrics}), hide_index=True, key="sweep_table")
 
 
-st.fragment(_live)()
+fragment(_live)

@@ -4,18 +4,10 @@ and the top-K, against the ground truth (true positives, false positives, misses
 import streamlit as st
 
 from app_pages import _presentation as presentation
-from app_pages._shared import (
-    context,
-    explain,
-    notes,
-    paper_box,
-    run_trace,
-    show_figure,
-    show_settings_message,
-    slider,
-)
+from app_pages._shared import bind, context, explain, notes, run_trace, show_figure, stage_fragment
+from frcnn.analysis.matching import match_detections
 from frcnn.paper_diff import DETECTIONS
-from frcnn.viz.detections import detections_figure, match_detections
+from frcnn.viz.detections import detections_figure
 from frcnn.viz.roi import detections_rows, pool_note
 
 ctx = context()
@@ -39,13 +31,10 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(DETECTIONS)  # in the fragment: a setting changed here redraws it
     c = presentation.controls(6)
-    slider("roi.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c[0])
-    slider("roi.nms_thresh", "NMS IoU (per class)", 0.0, 1.0, 0.05, container=c[1])
-    slider("roi.detections_per_img", "Detections per image", 1, 300, 1, container=c[2])
+    bind("roi.score_thresh", "Score threshold", (0.0, 1.0), 0.01, container=c[0])
+    bind("roi.nms_thresh", "NMS IoU (per class)", (0.0, 1.0), 0.05, container=c[1])
+    bind("roi.detections_per_img", "Detections per image", (1, 300), 1, container=c[2])
     iou = c[3].slider("Match IoU for TP / FP", 0.1, 0.95, 0.5, 0.05, key="det_iou",
                       help="Not a detector setting: how much a detection must overlap a GT box of its class to count.")
     min_score = c[4].slider("Draw scores from", 0.0, 1.0, 0.5, 0.05, key="det_min_score",
@@ -53,7 +42,6 @@ def _live() -> None:
                                  "scores them (TP / FP / missed). The score threshold keeps the paper's low scores "
                                  "(0.05, which mAP needs); the others stay in the figure's legend.")
     labelled = presentation.label_toggle("det_labels", c[5])
-    show_settings_message()
     trace = run_trace()
     panel = presentation.panel()  # presentation mode: the figure beside the metrics, the captions below
     d = trace.detections
@@ -64,10 +52,10 @@ def _live() -> None:
     m = panel.metrics(4)
     m[0].metric("Detections", len(d.boxes), help=f"every detection the head kept: score ≥ {thresh:g} (the score "
                 "threshold), after NMS and the top-K")
+    every = None  # the page matches once: the metrics, the figure and the table read this
     if len(trace.gt_boxes):
         every = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou)
-        keep = d.scores >= min_score
-        shown = match_detections(d.boxes[keep], d.scores[keep], d.labels[keep], trace.gt_boxes, trace.gt_labels, iou)
+        shown = every.of_top(d.scores >= min_score)  # the drawn ones: the best-scoring, so the same greedy matches
         tp = int(every.true_positive.sum())
         m[1].metric("True positives", tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
         m[2].metric("False positives", len(d.boxes) - tp, help=f"of all {len(d.boxes)} detections (score ≥ {thresh:g})")
@@ -92,10 +80,12 @@ def _live() -> None:
     if note:
         st.warning(note)
     with panel.figure:
-        show_figure(lambda: detections_figure(ctx.image_np, trace, iou, min_score=min_score, label_boxes=labelled),
+        show_figure(lambda: detections_figure(ctx.image_np, trace, iou, min_score=min_score, label_boxes=labelled,
+                                              matching=every),
                     key="det_figure", filename="detections", trace=trace, params=(iou, min_score, labelled))
     st.subheader("Detections, best first")
-    st.dataframe(detections_rows(trace, iou), key="det_table", hide_index=False, width="stretch", height=320)
+    st.dataframe(detections_rows(trace, iou, matching=every), key="det_table", hide_index=False, width="stretch",
+                 height=320)
     if len(trace.gt_boxes):
         st.caption("IoU and GT #: a true positive's matched GT box; a false positive's most overlapping GT box of any "
                    "class (its class is in GT class: a box of a class the model does not know is never a true "
@@ -103,4 +93,4 @@ def _live() -> None:
     notes(trace)
 
 
-st.fragment(_live)()
+stage_fragment(DETECTIONS, _live)

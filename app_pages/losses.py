@@ -4,32 +4,14 @@ one setting is swept over a few values."""
 import streamlit as st
 
 from app_pages import _presentation as presentation
-from app_pages._shared import (
-    context,
-    explain,
-    notes,
-    paper_box,
-    run_trace,
-    settings,
-    show_figure,
-    show_settings_message,
-    slider,
-)
+from app_pages._shared import bind, context, explain, notes, run_trace, settings, show_figure, stage_fragment
+from frcnn.analysis.losses import TERM_LABELS, TERMS, flat_terms, loss_counts, loss_values, why_flat
+from frcnn.analysis.sweeps import MAX_LOSS_SWEEP_VALUES, loss_sweep, sweeps_of
 from frcnn.paper_diff import LOSSES
 from frcnn.stages.losses import SMOOTH_L1_BETA
-from frcnn.viz.losses import (
-    MAX_SWEEP_VALUES,
-    SWEEPS,
-    TERM_LABELS,
-    TERMS,
-    flat_terms,
-    loss_counts,
-    loss_values,
-    sweep,
-    sweep_figure,
-    terms_figure,
-    why_flat,
-)
+from frcnn.viz.losses import sweep_figure, terms_figure
+
+SWEEPS = {s.key: s.values for s in sweeps_of("losses").values()}  # the library's one table: the loss sweeps
 
 ctx = context()
 st.title("Losses")
@@ -59,17 +41,13 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(LOSSES)  # in the fragment: a setting changed here redraws it
     c = presentation.controls(4)
-    slider("rpn.fg_iou_thresh", "Positive IoU (RPN)", 0.0, 1.0, 0.05, container=c[0],
-           help="Anchors at least this IoU with a box are positive (the paper: 0.7): the RPN's targets.")
-    slider("rpn.batch_size_per_image", "RPN minibatch", 1, 1024, 1, container=c[1], help="The paper: 256.")
-    slider("roi.fg_iou_thresh", "Foreground IoU (RoI head)", 0.0, 1.0, 0.05, container=c[2],
-           help="RoIs at least this IoU with a box are foreground (the paper: 0.5): the head's targets.")
-    slider("roi.batch_size_per_image", "RoI minibatch", 1, 512, 1, container=c[3], help="The paper: 128.")
-    show_settings_message()
+    bind("rpn.fg_iou_thresh", "Positive IoU (RPN)", (0.0, 1.0), 0.05, container=c[0],
+         help="Anchors at least this IoU with a box are positive (the paper: 0.7): the RPN's targets.")
+    bind("rpn.batch_size_per_image", "RPN minibatch", (1, 1024), 1, container=c[1], help="The paper: 256.")
+    bind("roi.fg_iou_thresh", "Foreground IoU (RoI head)", (0.0, 1.0), 0.05, container=c[2],
+         help="RoIs at least this IoU with a box are foreground (the paper: 0.5): the head's targets.")
+    bind("roi.batch_size_per_image", "RoI minibatch", (1, 512), 1, container=c[3], help="The paper: 128.")
     trace = run_trace()
     if trace.losses is None:
         st.info("The losses need ground truth: add boxes on the **Start** page (box-select on the image, or promote "
@@ -96,9 +74,10 @@ def _live() -> None:
     key = c1.selectbox("Setting", list(SWEEPS), key="loss_sweep_key",
                        help="Each value is traced with the other settings as they are now; the backbone comes from "
                             "the cache.")
-    chosen = c2.multiselect(f"Values (at most {MAX_SWEEP_VALUES})", sorted(set(SWEEPS[key]) | {settings().get(key)}),
-                            default=list(SWEEPS[key]), max_selections=MAX_SWEEP_VALUES, key=f"loss_sweep_values:{key}")
-    points = sweep(run_trace, settings(), key, sorted(chosen))
+    chosen = c2.multiselect(f"Values (at most {MAX_LOSS_SWEEP_VALUES})",
+                            sorted(set(SWEEPS[key]) | {settings().get(key)}), default=list(SWEEPS[key]),
+                            max_selections=MAX_LOSS_SWEEP_VALUES, key=f"loss_sweep_values:{key}")
+    points = loss_sweep(run_trace, settings(), key, sorted(chosen))
     for p in points:
         if p.error:
             st.caption(f"{key} = {p.value:g} skipped: {p.error}")
@@ -109,4 +88,4 @@ def _live() -> None:
     notes(trace)
 
 
-st.fragment(_live)()
+stage_fragment(LOSSES, _live)

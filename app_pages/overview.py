@@ -14,12 +14,14 @@ from app_pages._shared import (
     context,
     download_trace,
     explain,
+    fragment,
     notes,
     paper_box,
     plain,
     run_trace,
     show_figure,
 )
+from frcnn.data.picker import clean_user_truth, drawn_truth
 from frcnn.models.registry import DEFAULT_CHECKPOINT
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
@@ -103,14 +105,11 @@ def _ground_truth() -> None:
         xs, ys = sorted(box["x"]), sorted(box["y"])
         new_box = (round(xs[0], 1), round(ys[0], 1), round(xs[-1], 1), round(ys[-1], 1))
     image_key = st.session_state[ground_truth.CURRENT]  # edits below are this image's ground truth only
+    size = (ctx.image.shape[-1], ctx.image.shape[-2])  # (width, height)
     if new_box is not None and st.session_state.get("last_drawn") != (image_key, new_box):
         st.session_state["last_drawn"] = (image_key, new_box)
-        h, w = ctx.image.shape[-2:]
-        b = torch.tensor([new_box]).clamp(min=0)
-        b[:, 0::2] = b[:, 0::2].clamp(max=w)
-        b[:, 1::2] = b[:, 1::2].clamp(max=h)
-        if float((b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1])) > 1:
-            new_label = torch.tensor([names.index(cls) + 1])
+        b, new_label = drawn_truth(new_box, names.index(cls) + 1, size)  # the annotation files' rules
+        if len(b):
             ground_truth.put_current(torch.cat([boxes, b]), torch.cat([labels, new_label]))
             st.rerun()
     table = pd.DataFrame({"class": [ctx.class_names[i] if 0 < i < len(ctx.class_names) else str(i)
@@ -121,13 +120,13 @@ def _ground_truth() -> None:
                             column_config={"class": st.column_config.SelectboxColumn(options=names, required=True)})
     c1, c2, c3 = st.columns(3)
     if c1.button("Apply table edits", key="gt_apply"):
-        rows = edited.dropna()
-        valid = rows[(rows.x2 > rows.x1) & (rows.y2 > rows.y1) & rows["class"].isin(names)]
-        table_boxes = torch.tensor(valid[["x1", "y1", "x2", "y2"]].to_numpy(), dtype=torch.float32).reshape(-1, 4)
-        table_labels = torch.tensor([names.index(c) + 1 for c in valid["class"]], dtype=torch.int64)
+        rows = edited[edited["class"].isin(names)]  # a row without a class is incomplete
+        table_boxes, table_labels, _ = clean_user_truth(  # the annotation files' rules: empty or NaN dropped
+            torch.tensor(rows[["x1", "y1", "x2", "y2"]].to_numpy(dtype=float, na_value=float("nan"))),
+            torch.tensor([names.index(c) + 1 for c in rows["class"]], dtype=torch.int64), size)
         ground_truth.put_current(table_boxes, table_labels)
-        if len(valid) < len(edited):
-            st.session_state["settings_message"] = f"Dropped {len(edited) - len(valid)} incomplete or empty rows."
+        if len(table_boxes) < len(edited):
+            st.session_state["settings_message"] = f"Dropped {len(edited) - len(table_boxes)} incomplete or empty rows."
         st.rerun()
     threshold = c2.slider("Promote detections scoring at least", 0.0, 1.0, 0.5, 0.05, key="promote_thresh")
     if c2.button("Promote detections to ground truth", key="gt_promote"):
@@ -139,4 +138,4 @@ def _ground_truth() -> None:
         st.rerun()
 
 
-st.fragment(_ground_truth)()
+fragment(_ground_truth)

@@ -5,19 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _presentation as presentation
-from app_pages._shared import (
-    context,
-    explain,
-    notes,
-    paper_box,
-    run_trace,
-    settings,
-    show_figure,
-    show_settings_message,
-    slider,
-)
+from app_pages._shared import bind, context, explain, notes, run_trace, settings, show_figure, stage_fragment
+from frcnn.analysis.proposals import REDUCTIONS, nms_state, recall_at, replay, top_candidates
 from frcnn.paper_diff import PROPOSALS
-from frcnn.proposal_stats import REDUCTIONS, nms_state, recall_at, replay, top_candidates
 from frcnn.viz.proposals import (
     funnel_figure,
     level_label,
@@ -45,24 +35,20 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(PROPOSALS)  # in the fragment: a setting changed here redraws it
     trace = run_trace(head=False)
     levels = len(trace.rpn.objectness_maps)
     controls = presentation.box()  # presentation mode: one collapsed expander for the layer's settings and the view
     c1, c2, c3, c4, c5 = presentation.columns(5, controls)
-    slider("rpn.pre_nms_top_n", "Pre-NMS top-N" + (" per level" if levels > 1 else ""), 10,
-           max(trace.rpn.num_per_level), 10, container=c1, help="Best-scoring anchors decoded before NMS.")
-    slider("rpn.nms_thresh", "NMS IoU threshold", 0.0, 1.0, 0.05, container=c2,
-           help="A box is suppressed if its IoU with a better kept box is above this (1 = no NMS).")
-    slider("rpn.post_nms_top_n", "Post-NMS top-N", 1, max(2, settings().rpn.pre_nms_top_n), 1, container=c3,
-           help="Proposals kept after NMS (paper: 300 at test time); at most the pre-NMS top-N.")
-    slider("rpn.min_size", "Min size (input px)", 0.0, 64.0, 1.0, container=c4,
-           help="Boxes with a side below this, in network-input pixels, are dropped.")
-    slider("rpn.score_thresh", "Score threshold", 0.0, 1.0, 0.01, container=c5,
-           help="Boxes with P(object) below this are dropped.")
-    show_settings_message()
+    bind("rpn.pre_nms_top_n", "Pre-NMS top-N" + (" per level" if levels > 1 else ""),
+         (10, max(trace.rpn.num_per_level)), 10, container=c1, help="Best-scoring anchors decoded before NMS.")
+    bind("rpn.nms_thresh", "NMS IoU threshold", (0.0, 1.0), 0.05, container=c2,
+         help="A box is suppressed if its IoU with a better kept box is above this (1 = no NMS).")
+    bind("rpn.post_nms_top_n", "Post-NMS top-N", (1, max(2, settings().rpn.pre_nms_top_n)), 1, container=c3,
+         help="Proposals kept after NMS (paper: 300 at test time); at most the pre-NMS top-N.")
+    bind("rpn.min_size", "Min size (input px)", (0.0, 64.0), 1.0, container=c4,
+         help="Boxes with a side below this, in network-input pixels, are dropped.")
+    bind("rpn.score_thresh", "Score threshold", (0.0, 1.0), 0.01, container=c5,
+         help="Boxes with P(object) below this are dropped.")
     notes(trace)
 
     left, right = st.columns([3, 2])
@@ -139,4 +125,4 @@ def _live() -> None:
         st.caption(f"{len(steps)} of {len(boxes)} candidates kept; {len(state.remaining)} still to visit.")
 
 
-st.fragment(_live)()
+stage_fragment(PROPOSALS, _live)

@@ -5,29 +5,16 @@ import streamlit as st
 import torch
 
 from app_pages import _presentation as presentation
-from app_pages._shared import (
-    context,
-    explain,
-    notes,
-    paper_box,
-    run_trace,
-    select,
-    show_figure,
-    show_settings_message,
-    slider,
-)
+from app_pages._shared import bind, context, explain, notes, run_trace, show_figure, stage_fragment
+from frcnn.analysis.roi import default_roi, pool_roi, roi_boxes, roi_counts
 from frcnn.paper_diff import ROI
 from frcnn.viz.roi import (
     POOL_OPS,
     clicked_roi,
-    default_roi,
     feature_bins_figure,
     pool_note,
-    pool_roi,
     pooled_figure,
     pooled_range,
-    roi_boxes,
-    roi_counts,
     roi_descriptions,
     sampling_figure,
 )
@@ -59,20 +46,16 @@ explain(
 
 
 def _live() -> None:
-    """The page below its explanation: a widget here reruns only this part (st.fragment), not the sidebar, the title
-    and the explanation."""
-    paper_box(ROI)  # in the fragment: a setting changed here redraws it
     st.subheader("RoI sampling")
     c = presentation.controls(6)
-    slider("roi.fg_iou_thresh", "Foreground IoU ≥", 0.0, 1.0, 0.05, container=c[0])
-    slider("roi.bg_iou_thresh_hi", "Background IoU <", 0.0, 1.0, 0.05, container=c[1])
-    slider("roi.bg_iou_thresh_lo", "Background IoU ≥", 0.0, 1.0, 0.05, container=c[2],
-           help="The paper (as Fast R-CNN): 0.1. torchvision's models and the default model: 0, so that the head "
-                "also learns to reject RoIs far from every object (see This model vs the paper).")
-    slider("roi.batch_size_per_image", "RoIs a minibatch", 1, 512, 1, container=c[3])
-    slider("roi.positive_fraction", "Foreground share ≤", 0.0, 1.0, 0.05, container=c[4])
-    slider("roi.sample_seed", "Sampling seed", 0, 20, 1, container=c[5])
-    show_settings_message()
+    bind("roi.fg_iou_thresh", "Foreground IoU ≥", (0.0, 1.0), 0.05, container=c[0])
+    bind("roi.bg_iou_thresh_hi", "Background IoU <", (0.0, 1.0), 0.05, container=c[1])
+    bind("roi.bg_iou_thresh_lo", "Background IoU ≥", (0.0, 1.0), 0.05, container=c[2],
+         help="The paper (as Fast R-CNN): 0.1. torchvision's models and the default model: 0, so that the head "
+              "also learns to reject RoIs far from every object (see This model vs the paper).")
+    bind("roi.batch_size_per_image", "RoIs a minibatch", (1, 512), 1, container=c[3])
+    bind("roi.positive_fraction", "Foreground share ≤", (0.0, 1.0), 0.05, container=c[4])
+    bind("roi.sample_seed", "Sampling seed", (0, 20), 1, container=c[5])
     trace = run_trace()
     counts = roi_counts(trace)
     panel = presentation.panel()  # presentation mode: the figure beside the metrics and the RoI picker
@@ -115,10 +98,9 @@ def _live() -> None:
         st.warning("No RoI to pool: the proposal stage kept none.")
         st.stop()
     c = presentation.controls(4, "RoI pooling controls")
-    used = select("roi.pool", "Detector pools with", list(POOL_OPS), container=c[0])
-    size = slider("roi.output_size", "Output size S", 1, 14, 1, container=c[1])
-    ratio = slider("roi.sampling_ratio", "RoIAlign samples a bin side (0: adaptive)", 0, 8, 1, container=c[2])
-    show_settings_message()
+    used = bind("roi.pool", "Detector pools with", list(POOL_OPS), container=c[0])
+    size = bind("roi.output_size", "Output size S", (1, 14), 1, container=c[1])
+    ratio = bind("roi.sampling_ratio", "RoIAlign samples a bin side (0: adaptive)", (0, 8), 1, container=c[2])
     pooled = pool_roi(trace, roi_boxes(trace)[pick], size, ratio)
     channel = None
     if c[3].radio("Show", ["mean over channels", "one channel"], key="roi_show", horizontal=True) == "one channel":
@@ -143,4 +125,4 @@ def _live() -> None:
     notes(trace)
 
 
-st.fragment(_live)()
+stage_fragment(ROI, _live)

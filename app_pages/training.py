@@ -12,36 +12,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _presentation as presentation
 from app_pages._sessions import session_dir, session_key
-from app_pages._shared import context, explain, plain, settings, show_figure
+from app_pages._shared import context, explain, fragment, guard, plain, settings, show_figure
 from frcnn import FrcnnError
-from frcnn.data.dataset import CocoFolder, ShapesScenes, extract_coco_zip, split_held_out
 from frcnn.jobs import TrainingJob, server_queue
 from frcnn.models.registry import REGISTRY
-from frcnn.train import LOSS_TERMS, TRAINABLE, TrainConfig
-
-
-def _curves(job: TrainingJob) -> go.Figure:
-    records = list(job.records)
-    losses = [r for r in records if "total" in r]
-    evals = [r for r in records if "map_50" in r]
-    fig = go.Figure()
-    for term in ("total", *LOSS_TERMS):
-        fig.add_trace(go.Scatter(x=[r["step"] for r in losses], y=[r[term] for r in losses], name=term,
-                                 mode="lines", line=dict(width=3 if term == "total" else 1.5)))
-    if evals:
-        fig.add_trace(go.Scatter(x=[r["step"] for r in evals], y=[r["map_50"] for r in evals], name="held-out mAP@0.5",
-                                 mode="lines+markers", yaxis="y2", line=dict(color="black", dash="dot")))
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
-                      yaxis=dict(title="loss", rangemode="tozero"),
-                      yaxis2=dict(title="mAP@0.5", overlaying="y", side="right", range=[0, 1], showgrid=False),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0))
-    return fig
-
+from frcnn.train import TRAINABLE
+from frcnn.training_policy import training_config, training_data, training_settings
+from frcnn.viz.training import training_figure
 
 
 def _start(owner: str, model: str, source: str, upload, steps: int, batch: int, lr: float, size: int,
@@ -53,19 +34,10 @@ def _start(owner: str, model: str, source: str, upload, steps: int, batch: int, 
         raise FrcnnError("choose a COCO zip to upload first")
     folder = Path(tempfile.mkdtemp(prefix="train-", dir=session_dir()))
     try:
-        if source == "synthetic":
-            data, held = ShapesScenes(100_000, 0), ShapesScenes(20, 1)
-        else:
-            data, held = split_held_out(CocoFolder(extract_coco_zip(upload.getvalue(), folder / "data",
-                                                                    upload.name)))
-        base = settings() if use_session else REGISTRY[model].defaults
-        s = base.replace({"input.min_size": size, "input.max_size": max(2 * size, base.input.max_size // 2)})
-        scales = tuple(sorted({max(64, size - 32), size, size + 32}))
-        config = TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=min(100, max(1, steps // 10)),
-                             scales=scales, checkpoint_every=max(10, steps // 20),
-                             eval_every=max(10, steps // 5), log_every=1)
+        data, held = training_data(source, folder, *((upload.getvalue(), upload.name) if upload else ()))
+        s = training_settings(settings() if use_session else REGISTRY[model].defaults, size)
         out = folder / f"{model}-{time.strftime('%H%M%S')}.pt"
-        return queue.submit(owner, model, data, out, s, config, evaluate_on=held,
+        return queue.submit(owner, model, data, out, s, training_config(steps, batch, lr, size), evaluate_on=held,
                             device=ctx.tracer.detector.device.type, folder=folder,
                             description=f"app: {model} on {source} data, {steps} steps of {batch}, lr {lr:g}, "
                                         f"size {size}")
@@ -113,12 +85,10 @@ with presentation.box("Training run", expanded=job is None), st.form("train_form
     start = st.form_submit_button("Start training", type="primary", disabled=busy, help=why)
     st.caption(why)
 if start and not busy:
-    try:
+    with guard():
         st.session_state["training_job"] = _start(owner, model, source, upload, steps, batch, lr, size,
                                                   use_session)
         st.rerun()
-    except FrcnnError as exc:
-        st.error(plain(exc))
 
 
 def live() -> None:
@@ -139,7 +109,7 @@ def live() -> None:
         st.info(job.note)
     if job.error:
         st.error(plain(job.error))
-    show_figure(_curves(job), key="train_curves", filename="training")
+    show_figure(training_figure(job.records), key="train_curves", filename="training")
     evals = [r for r in list(job.records) if "map_50" in r]
     if evals:
         st.dataframe(pd.DataFrame(evals), hide_index=True)
@@ -152,11 +122,9 @@ def live() -> None:
         if b1.button("Stop", key="train_stop", help="Stop after the current step, with a checkpoint."):
             job.stop()
     elif job.status == "stopped" and b1.button("Resume", key="train_resume", help="Queue it again."):
-        try:
+        with guard():
             st.session_state["training_job"] = job.resume()
             st.rerun()
-        except FrcnnError as exc:
-            st.error(plain(exc))
     if not job.active and job.out.is_file() and job.status in ("done", "stopped"):
         label = f"{job.out.name} (step {step})"
         trained = st.session_state.setdefault("trained_models", {})
@@ -171,4 +139,4 @@ def live() -> None:
 
 
 current = st.session_state.get("training_job")
-st.fragment(live, run_every=2 if current is not None and current.active else None)()  # live while it runs
+fragment(live, run_every=2 if current is not None and current.active else None)  # live while it runs

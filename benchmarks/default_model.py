@@ -18,13 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import describe  # noqa: E402
 
 from frcnn import StageCache, Tracer, load_model  # noqa: E402
+from frcnn.analysis.matching import match_detections  # noqa: E402
+from frcnn.analysis.proposals import first_hits  # noqa: E402
 from frcnn.data.dataset import ShapesScenes, scene_tensors  # noqa: E402
 from frcnn.data.shapes import SceneConfig  # noqa: E402
-from frcnn.detection_stats import match_detections  # noqa: E402
 from frcnn.evaluate import evaluate  # noqa: E402
 from frcnn.models.checkpoint import read_weights_file  # noqa: E402
 from frcnn.models.registry import DEFAULT_CHECKPOINT  # noqa: E402
-from frcnn.proposal_stats import first_hits  # noqa: E402
 from frcnn.train import reproduce_commands  # noqa: E402
 
 SIZE_BINS = ((0, 32), (32, 64), (64, 128), (128, 256), (256, 10_000))  # sqrt(area) in px

@@ -25,9 +25,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frcnn import Tracer, load_model  # noqa: E402
+from frcnn.analysis.proposals import nms_state, replay, top_candidates  # noqa: E402
+from frcnn.analysis.sweeps import proposal_recall_sweep  # noqa: E402
 from frcnn.data import list_samples, load_sample  # noqa: E402
-from frcnn.proposal_stats import nms_state, replay, top_candidates  # noqa: E402
-from frcnn.sweeps import proposal_recall_sweep  # noqa: E402
 from frcnn.viz import anchors, backbone, compare, detections, losses, overview, proposals, roi  # noqa: E402
 
 BUDGET = 1_000_000  # bytes of JSON a figure may take on the default sample (issue 17, item 2)

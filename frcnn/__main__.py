@@ -5,7 +5,7 @@
     python -m frcnn data shapes --out DIR --n N --seed S     synthetic scenes as a COCO folder
     python -m frcnn train --model default --data DIR|shapes:N:SEED --out CKPT [--steps ...] [--set KEY=VALUE]
     python -m frcnn eval --model default [--weights CKPT] --data DIR|shapes:N:SEED
-    python -m frcnn keys            every setting, its default and its stage
+    python -m frcnn keys            each stage, its inputs, and the settings (with defaults) its record holds
     python -m frcnn models          the registered models
 
 A user mistake (missing or unreadable file, not an image, unknown model or key, bad value) exits with
@@ -78,10 +78,12 @@ def _summary(trace: Any) -> str:
              f"{trace.image_size[0]} -> input {trace.preprocess.image_size[1]}x{trace.preprocess.image_size[0]}",
              "counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
              "times (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in trace.timings_ms.items())]
-    names = trace.class_names
+    from frcnn.analysis.naming import class_name
+
     for box, score, label in zip(trace.detections.boxes.tolist(), trace.detections.scores.tolist(),
                                  trace.detections.labels.tolist(), strict=True):
-        lines.append(f"  {names[label]:<16} {score:.3f}  [{', '.join(f'{v:.1f}' for v in box)}]")
+        name = class_name(trace.class_names, label)
+        lines.append(f"  {name:<16} {score:.3f}  [{', '.join(f'{v:.1f}' for v in box)}]")
     if trace.losses is not None:
         lines.append("losses: " + ", ".join(f"{k} {v:.4f}" for k, v in trace.losses.as_dict().items()
                                             if v is not None))
@@ -111,7 +113,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
         values = _sweep_values(text)
         if len(values) > MAX_SWEEP_VALUES:
             raise FrcnnError(f"--sweep: {len(values)} values, at most {MAX_SWEEP_VALUES} in one run")
-        runs = [settings.replace({key: v}) for v in values]
+        from frcnn.analysis.sweeps import sweep_settings  # the one sweep engine's values (Losses, Compare, here)
+
+        runs = sweep_settings(settings, key, values)
     gt_boxes = gt_labels = None
     if args.gt:
         gt = load_annotations(args.gt, (image.width, image.height), image_name=Path(args.image).name,
@@ -289,13 +293,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from frcnn.settings import Settings, flat_keys
-    from frcnn.trace import STAGE_SETTINGS
+    from frcnn.pipeline import PIPELINE
+    from frcnn.settings import Settings
 
-    stage_of = {k: stage for stage, keys in STAGE_SETTINGS.items() for k in keys}
     defaults = Settings()
-    for key in flat_keys():
-        print(f"{key:<32} {defaults.get(key)!s:<24} {stage_of.get(key, '')}")
+    for stage in PIPELINE:  # the one table: stage, its inputs, its parameter record and the keys it holds
+        print(f"{stage.name:<20} <- {', '.join(stage.inputs):<40} {stage.params.__name__}")
+        for key in stage.params.flat_keys():
+            print(f"    {key:<32} {defaults.get(key)!s}")
     return 0
 
 
@@ -368,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--num-ratios", type=int, help="ratios to suggest (default: as many as now)")
     a.add_argument("--json", action="store_true", help="print the report as JSON")
     a.set_defaults(func=cmd_anchors)
-    sub.add_parser("keys", help="list every setting").set_defaults(func=cmd_keys)
+    sub.add_parser("keys", help="list each stage, its inputs and the settings it reads").set_defaults(func=cmd_keys)
     sub.add_parser("models", help="list the models").set_defaults(func=cmd_models)
     return parser
 

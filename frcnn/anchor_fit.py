@@ -3,7 +3,7 @@ and better sizes and ratios suggested by k-means on the boxes' shapes.
 
 - :func:`fit_anchors`: every image is resized as the model would (``input`` settings), the anchors are laid
   on its grid (``anchors`` settings: sizes x ratios at the stride), and each ground-truth box gets its
-  best-matching anchor (:func:`frcnn.anchor_stats.anchor_coverage`). The best-possible recall (the share of
+  best-matching anchor (:func:`frcnn.analysis.anchor_stats.anchor_coverage`). The best-possible recall (the share of
   boxes whose best anchor reaches 0.5 or 0.7 IoU: what the RPN's matcher could label positive at best) and
   the mean best IoU, overall and per size range.
 - :func:`kmeans_shapes`: k-means on the boxes' (w, h) with ``1 - IoU`` of centred boxes as the distance
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from frcnn.anchor_stats import RECALL_THRESHOLDS, SIZE_RANGES, anchor_coverage, recall_by_size
+from frcnn.analysis.anchor_stats import RECALL_THRESHOLDS, SIZE_RANGES, anchor_coverage, recall_by_size
 from frcnn.errors import FrcnnError
 from frcnn.settings import Settings
 from frcnn.stages.anchors import grid_for_stride, make_anchors
-from frcnn.stages.preprocess import SIZE_DIVISIBLE, network_scale
+from frcnn.stages.preprocess import network_size
 
 FIT_KEYS = ("input.min_size", "input.max_size", "anchors.sizes", "anchors.ratios", "anchors.stride",
             "rpn.ignore_cross_boundary")  # every setting a fit reads: with the dataset, its cache key
@@ -107,9 +107,7 @@ def fit_anchors(items: Iterable[tuple[tuple[int, int], Tensor]], settings: Setti
     for done, ((h, w), boxes) in enumerate(items, 1):
         check_stop(should_stop)
         if len(boxes):
-            f = network_scale((h, w), settings.input)
-            size = (max(1, int(h * f)), max(1, int(w * f)))  # torchvision floors the resized size
-            padded = tuple(math.ceil(v / SIZE_DIVISIBLE) * SIZE_DIVISIBLE for v in size)
+            size, padded = network_size((h, w), settings.input)  # the resize preprocess does
             grid = grid_for_stride(padded, a.stride)
             anchors = make_anchors([a.sizes], a.ratios, [grid], [a.stride], size)
             net = boxes.float().reshape(-1, 4) * torch.tensor([size[1] / w, size[0] / h] * 2)  # (G, 4)

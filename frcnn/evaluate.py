@@ -11,6 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from frcnn.analysis.naming import class_name
 from frcnn.models.registry import Detector
 from frcnn.settings import Settings
 from frcnn.trace import StageCache, Tracer
@@ -44,7 +45,6 @@ def evaluate(detector: Detector, dataset: Dataset, settings: Settings | None = N
     per_class = {}
     classes = result["classes"].reshape(-1).tolist()
     for cls, ap in zip(classes, result["map_per_class"].reshape(-1).tolist(), strict=True):
-        name = detector.class_names[cls] if 0 <= cls < len(detector.class_names) else str(cls)
-        per_class[name] = ap
+        per_class[class_name(detector.class_names, cls)] = ap
     return {"images": n, "map": float(result["map"]), "map_50": float(result["map_50"]),
             "map_75": float(result["map_75"]), "per_class": per_class}

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from frcnn.analysis.naming import class_name
 from frcnn.trace import Trace
 
 
@@ -75,7 +76,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
     if d is not None:  # None: traced without the RoI head
         out["detections"] = [
             {"box": box, "score": score, "label": label,
-             "name": names[label] if 0 <= label < len(names) else str(label)}
+             "name": class_name(names, label)}
             for box, score, label in zip(_boxes(d.boxes), _floats(d.scores), _ints(d.labels), strict=True)
         ]
         out["detection_counts"] = dict(d.counts)

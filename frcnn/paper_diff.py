@@ -210,6 +210,14 @@ TABLE: tuple[Departure, ...] = (
              (("default", "1000, torchvision's number: on the synthetic scenes the paper's 300 are spent on large "
                           "objects' near duplicates before the small ones come."),
               *_for_coco("torchvision's test-time 1000."))),
+    _setting(PROPOSALS, "rpn.pre_nms_top_n_train", "Boxes kept by objectness before NMS in training (the paper's "
+                                                   "code: 12000).",
+             (("default", "2000, torchvision's number: the shipped checkpoint was trained so, and NMS over 12,000 "
+                          "boxes a step cost the 2-core training machine time for no more distinct proposals."),
+              *_for_coco("torchvision's 2000 per pyramid level in training."))),
+    _setting(PROPOSALS, "rpn.post_nms_top_n_train", "Proposals kept after NMS in training (the paper: 2000).",
+             (("default", "512: the shipped checkpoint was trained so; the RoI head samples 128 of them an image, and "
+                          "on the synthetic scenes 512 proposals already hold every object many times over."),)),
     _setting(PROPOSALS, "rpn.min_size", "Proposals with a side under this are dropped (the paper's code: 16 px).",
              (("default", "8 px: the synthetic scenes hold objects from 13 px at the network's scale, whose "
                           "proposals the paper's 16 px would drop."),
@@ -273,7 +281,8 @@ TABLE: tuple[Departure, ...] = (
 )
 
 _STAGE_OF_SECTION = {"input": BACKBONE, "anchors": ANCHORS, "roi": ROI}
-_PROPOSAL_FIELDS = ("pre_nms_top_n", "nms_thresh", "post_nms_top_n", "min_size", "score_thresh")
+_PROPOSAL_FIELDS = ("pre_nms_top_n", "nms_thresh", "post_nms_top_n", "min_size", "score_thresh",
+                    "pre_nms_top_n_train", "post_nms_top_n_train")
 _DETECTION_FIELDS = ("score_thresh", "nms_thresh", "detections_per_img")
 
 

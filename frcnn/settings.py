@@ -105,6 +105,9 @@ class RPNSettings:
     post_nms_top_n: int = 300  # proposals kept after NMS (paper: 300 at test time, 2000 in training)
     min_size: float = 16.0  # proposals with a side below this (px) are dropped
     score_thresh: float = 0.0  # proposals with objectness below this are dropped
+    # proposals in training (torchvision's pre/post_nms_top_n["training"]): the paper's code 12000 -> 2000
+    pre_nms_top_n_train: int = 12000  # per FPN level
+    post_nms_top_n_train: int = 2000
 
     def __post_init__(self) -> None:
         _check_range(self.fg_iou_thresh, "rpn.fg_iou_thresh", 0.0, 1.0)
@@ -118,6 +121,10 @@ class RPNSettings:
         _check_range(self.post_nms_top_n, "rpn.post_nms_top_n", 1, 200_000)
         _check(self.post_nms_top_n <= self.pre_nms_top_n, "rpn.post_nms_top_n",
                f"{self.post_nms_top_n} is above rpn.pre_nms_top_n {self.pre_nms_top_n}")
+        _check_range(self.pre_nms_top_n_train, "rpn.pre_nms_top_n_train", 1, 200_000)
+        _check_range(self.post_nms_top_n_train, "rpn.post_nms_top_n_train", 1, 200_000)
+        _check(self.post_nms_top_n_train <= self.pre_nms_top_n_train, "rpn.post_nms_top_n_train",
+               f"{self.post_nms_top_n_train} is above rpn.pre_nms_top_n_train {self.pre_nms_top_n_train}")
         _check_range(self.nms_thresh, "rpn.nms_thresh", 0.0, 1.0)
         _check_range(self.min_size, "rpn.min_size", 0.0, 4096.0)
         _check_range(self.score_thresh, "rpn.score_thresh", 0.0, 1.0)
@@ -300,7 +307,8 @@ PAPER = Settings()
 TORCHVISION_COCO = Settings(
     input=InputSettings(min_size=800, max_size=1333),
     anchors=AnchorSettings(sizes=(32.0, 64.0, 128.0, 256.0, 512.0), ratios=(0.5, 1.0, 2.0), stride=16),
-    rpn=RPNSettings(ignore_cross_boundary=False, pre_nms_top_n=1000, post_nms_top_n=1000, min_size=1e-3),
+    rpn=RPNSettings(ignore_cross_boundary=False, pre_nms_top_n=1000, post_nms_top_n=1000, min_size=1e-3,
+                    pre_nms_top_n_train=2000, post_nms_top_n_train=2000),
     roi=RoISettings(bg_iou_thresh_lo=0.0, pool="roi_align", score_thresh=0.05, nms_thresh=0.5),
 )
 """torchvision's COCO detectors' own test-time configuration (one anchor size per FPN level)."""

@@ -1,13 +1,15 @@
 """The tracer: runs Faster R-CNN one stage at a time, keeps every intermediate, re-runs only what a
 changed setting invalidates.
 
-A stage's cache key is (the model, the keys of its inputs, the values of the settings it reads). So a new
-``rpn.nms_thresh`` changes the keys of ``proposals`` and everything after it, while ``backbone``,
-``anchors`` and ``rpn_head`` are found in the cache; a new ``roi.score_thresh`` changes only
+The stages, their order and inputs come from one table, :data:`frcnn.pipeline.PIPELINE` (training runs the same
+stage functions, :func:`frcnn.pipeline.training_pass`); each stage body is a function in :mod:`frcnn.stages` that
+receives its own parameter record (:mod:`frcnn.stages.params`). A stage's cache key is (the model, the keys of
+its inputs, its record). So a new ``rpn.nms_thresh`` changes the keys of ``proposals`` and everything after it,
+while ``backbone``, ``anchors`` and ``rpn_head`` are found in the cache; a new ``roi.score_thresh`` changes only
 ``detections``. The cache is an LRU bounded by entries and bytes, guarded by a lock, and shared by every
 caller; the model is only read, never written, so threads with different settings don't meet.
 
-Stage graph (``DEPENDS``), with the settings each stage reads (``STAGE_SETTINGS``):
+Stage graph (``DEPENDS``, from the table), with the settings each stage's record holds (``STAGE_SETTINGS``):
 
     image -> preprocess -> backbone -> rpn_head ---------------> proposals -> roi_pooling -> box_head -> detections
                               |-> anchors -> rpn_anchors -------^    |
@@ -32,6 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -40,68 +43,26 @@ from torch import Tensor
 from frcnn import budget
 from frcnn.errors import FrcnnError
 from frcnn.models.registry import Detector
+from frcnn.pipeline import PIPELINE, Trained, stage_keys, stage_params
 from frcnn.settings import Settings
-from frcnn.stages import STAGES
 from frcnn.stages.anchor_targets import AnchorTargets, anchor_targets
-from frcnn.stages.anchors import Anchors, grid_for_stride, make_anchors, sizes_per_level
+from frcnn.stages.anchors import Anchors, rpn_anchors, settings_anchors, sizes_per_level
 from frcnn.stages.backbone import Features, run_backbone
-from frcnn.stages.box_head import BoxHeadOutput, run_box_head
+from frcnn.stages.box_head import BoxHeadOutput, HeadPooling, head_pooling, run_box_head
 from frcnn.stages.detections import Detections, detect
-from frcnn.stages.losses import Losses, roi_losses, rpn_losses
+from frcnn.stages.losses import Losses, four_losses
+from frcnn.stages.params import StageParams
 from frcnn.stages.preprocess import Preprocessed, preprocess, to_network, to_original
 from frcnn.stages.proposals import Proposals, propose
-from frcnn.stages.roi_pooling import PooledRoIs, pool_rois, spatial_scale
+from frcnn.stages.roi_pooling import PooledRoIs, pool_rois, pooled_levels, spatial_scale
 from frcnn.stages.roi_targets import RoITargets, roi_targets
 from frcnn.stages.rpn_head import RPNOutput, run_rpn_head
 
-_AT = STAGES.index("anchor_targets") + 1
-# rpn_anchors: the anchors the RPN decodes; rpn_anchor_targets: their labels for the RPN loss
-TRACE_STAGES = STAGES[:3] + ("rpn_anchors",) + STAGES[3:_AT] + ("rpn_anchor_targets",) + STAGES[_AT:]
-
-DEPENDS: dict[str, tuple[str, ...]] = {
-    "preprocess": ("image",),
-    "backbone": ("preprocess",),
-    "anchors": ("preprocess", "backbone"),
-    "rpn_anchors": ("anchors",),
-    "rpn_head": ("backbone",),
-    "anchor_targets": ("anchors", "gt"),
-    "rpn_anchor_targets": ("preprocess", "rpn_anchors", "gt"),
-    "proposals": ("rpn_anchors", "rpn_head"),
-    "roi_targets": ("proposals", "gt"),
-    "roi_pooling": ("backbone", "proposals"),
-    "box_head": ("roi_pooling",),
-    "detections": ("box_head",),
-    "losses": ("rpn_anchor_targets", "rpn_head", "roi_targets"),
-}
-
-_ANCHOR_TARGET_KEYS = ("rpn.fg_iou_thresh", "rpn.bg_iou_thresh", "rpn.allow_low_quality_matches",
-                       "rpn.ignore_cross_boundary", "rpn.batch_size_per_image", "rpn.positive_fraction",
-                       "rpn.sample_seed")
-STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "preprocess": ("input.min_size", "input.max_size"),
-    "backbone": (),
-    "anchors": ("anchors.sizes", "anchors.ratios", "anchors.stride"),
-    "rpn_anchors": (),
-    "rpn_head": (),
-    "anchor_targets": _ANCHOR_TARGET_KEYS,
-    "rpn_anchor_targets": _ANCHOR_TARGET_KEYS,
-    "proposals": ("rpn.pre_nms_top_n", "rpn.nms_thresh", "rpn.post_nms_top_n", "rpn.min_size",
-                  "rpn.score_thresh"),
-    "roi_targets": ("roi.fg_iou_thresh", "roi.bg_iou_thresh_hi", "roi.bg_iou_thresh_lo",
-                    "roi.batch_size_per_image", "roi.positive_fraction", "roi.sample_seed"),
-    "roi_pooling": ("roi.pool", "roi.output_size", "roi.sampling_ratio"),
-    "box_head": (),
-    "detections": ("roi.score_thresh", "roi.nms_thresh", "roi.detections_per_img"),
-    "losses": ("roi.pool", "roi.sampling_ratio"),
-}
-
-_BOX_FIELDS: dict[type, tuple[str, ...]] = {
-    Anchors: ("boxes", "cell"),
-    Proposals: ("boxes", "pre_nms_boxes"),
-    RoITargets: ("boxes", "candidate_boxes"),
-    PooledRoIs: ("boxes",),
-    Detections: ("boxes",),
-}
+# all three from the one table, frcnn.pipeline.PIPELINE
+TRACE_STAGES: tuple[str, ...] = tuple(s.name for s in PIPELINE)
+DEPENDS: dict[str, tuple[str, ...]] = {s.name: s.inputs for s in PIPELINE}
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = stage_keys()
+_BOX_FIELDS: dict[type, tuple[str, ...]] = {s.result: s.box_fields for s in PIPELINE if s.result is not None}
 
 
 # ----------------------------------------------------------------------------------------------- cache
@@ -244,6 +205,11 @@ class Tracer:
         self.detector = detector
         self.cache = cache if cache is not None else StageCache()
 
+    @cached_property
+    def trained(self) -> Trained:
+        """What the trained module fixes: its anchors, the levels and size its box head pools."""
+        return Trained.of(self.detector.module)
+
     def run(
         self,
         image: Tensor,
@@ -280,113 +246,121 @@ class Tracer:
         # keyed where the caller's tensors are (the CPU, from the image loader), then moved to the device once
         run = _Run(self, settings, {"image": _digest(image), "gt": _digest(gt_boxes, gt_labels)}, should_stop)
         image, gt_boxes, gt_labels = image.to(dev), gt_boxes.to(dev), gt_labels.to(dev)
-        notes: list[str] = []
 
-        pre = run.stage("preprocess", lambda: preprocess(image, settings.input, det.image_mean, det.image_std))
-        gt_net = to_network(gt_boxes, pre.scale)
-        with torch.inference_mode():
-            feats = run.stage("backbone", lambda: run_backbone(det.module.backbone, pre.tensor))
-            anchors = run.stage("anchors", lambda: self._settings_anchors(settings, pre, feats))
-            rpn_anchors, source, note = run.stage("rpn_anchors", lambda: self._rpn_anchors(anchors, pre, feats),
-                                                  result_key=_anchors_identity)
-            if note:
-                notes.append(note)
-            if len(feats.maps) > 1 and self._level_sizes(settings) is None:
-                notes.append(f"anchors.sizes: {len(settings.anchors.sizes)} sizes do not split over "
-                             f"{len(self.detector.trained_anchor_sizes)} FPN levels; anchors use the model's sizes")
-            rpn = run.stage("rpn_head", lambda: run_rpn_head(det.module.rpn.head, feats))
-            props = run.stage("proposals", lambda: propose(rpn_anchors.boxes, rpn.objectness, rpn.deltas,
-                                                           rpn.num_per_level, pre.image_size, settings.rpn))
-            memo = run.keys["backbone"]  # per-RoI results are reused while the features stay the same
-            pooled = head_out = dets = None
+        pre = run.stage("preprocess", lambda: preprocess(image, run.params("preprocess"), det.image_mean,
+                                                         det.image_std))
+        gt_net = to_network(gt_boxes, pre.scale) if has_gt else None
+        with torch.inference_mode():  # in PIPELINE's order, as training runs them
+            part = self._rpn_part(run, pre, gt_net, head)
+            if gt_net is not None and head:
+                r_targets = run.stage("roi_targets", lambda: roi_targets(part.proposals.boxes, gt_net, gt_labels,
+                                                                         run.params("roi_targets")))
+                part = dataclasses.replace(part, roi_targets=r_targets)
             if head:
-                pooled = run.stage("roi_pooling", lambda: self._pool(feats, props.boxes, pre, settings.roi.pool,
-                                                                     settings.roi.output_size,
-                                                                     settings.roi.sampling_ratio, memo))
-                head_out = run.stage("box_head", lambda: self._box_head(feats, props.boxes, pre, pooled,
-                                                                        settings.roi.sampling_ratio, memo))
-                if pooled.output_size != det.pool_output_size:
-                    notes.append(f"the box head was trained on {det.pool_output_size}x{det.pool_output_size} "
-                                 f"RoIs: detections pool at that size, not {pooled.output_size}")
-                dets = run.stage("detections", lambda: detect(props.boxes, head_out.class_logits,
-                                                              head_out.box_deltas, pre.image_size, settings.roi))
-            a_targets = r_targets = losses = None
-            if has_gt:
-                a_targets = run.stage("anchor_targets", lambda: anchor_targets(
-                    anchors.boxes, anchors.inside, gt_net, settings.rpn))
-            if has_gt and head:
-                if source == "settings":  # the RPN decoded these very anchors: same labels
-                    rpn_targets = a_targets
-                    run.keys["rpn_anchor_targets"] = run.keys["anchor_targets"]
-                else:
-                    rpn_targets = run.stage("rpn_anchor_targets", lambda: anchor_targets(
-                        rpn_anchors.boxes, rpn_anchors.inside, gt_net, settings.rpn))
-                r_targets = run.stage("roi_targets", lambda: roi_targets(props.boxes, gt_net, gt_labels,
-                                                                         settings.roi))
-                losses = run.stage("losses", lambda: self._losses(
-                    settings, feats, pre, rpn, rpn_targets, r_targets, memo))
-                if losses.roi_classifier is None:
-                    notes.append("RoI losses need ground-truth classes the model knows "
-                                 f"(labels 1..{len(det.class_names) - 1})")
+                part = self._head_part(run, pre, part)
+            if part.roi_targets is not None:
+                part = self._loss_part(run, pre, part)
+        return self._trace(run, pre, part, gt_boxes, gt_labels)
+
+    # -- the pipeline's stages in PIPELINE's order, each called with its own record -----------------------
+    def _rpn_part(self, run: _Run, pre: Preprocessed, gt_net: Tensor | None, head: bool) -> _Part:
+        """backbone .. proposals; with ground truth (``gt_net``, network pixels) the anchors' targets too."""
+        det, trained = self.detector, self.trained
+        feats = run.stage("backbone", lambda: run_backbone(det.module.backbone, pre.tensor))
+        anchors = run.stage("anchors", lambda: settings_anchors(run.params("anchors"), feats, pre.padded_size,
+                                                                pre.image_size, trained.anchors))
+        model_anchors, source, note = run.stage(
+            "rpn_anchors", lambda: rpn_anchors(anchors, feats, pre.image_size, trained.anchors),
+            result_key=_anchors_identity)
+        notes = [note] if note else []
+        sizes = run.settings.anchors.sizes
+        if len(feats.maps) > 1 and sizes_per_level(sizes, trained.anchors.sizes) is None:
+            notes.append(f"anchors.sizes: {len(sizes)} sizes do not split over "
+                         f"{len(trained.anchors.sizes)} FPN levels; anchors use the model's sizes")
+        rpn = run.stage("rpn_head", lambda: run_rpn_head(det.module.rpn.head, feats))
+        a_targets = rpn_targets = None
+        if gt_net is not None:
+            a_targets, rpn_targets = self._anchor_targets(run, anchors, model_anchors, source, gt_net, head)
+        props = run.stage("proposals", lambda: propose(model_anchors.boxes, rpn.objectness, rpn.deltas,
+                                                       rpn.num_per_level, pre.image_size, run.params("proposals")))
+        return _Part(feats, anchors, model_anchors, source, rpn, props, anchor_targets=a_targets,
+                     rpn_targets=rpn_targets, notes=tuple(notes))
+
+    def _anchor_targets(self, run: _Run, anchors: Anchors, model_anchors: Anchors, source: str, gt_net: Tensor,
+                        head: bool) -> tuple[AnchorTargets, AnchorTargets | None]:
+        """(the settings' anchors' targets, the targets of the anchors the RPN decoded, for its loss: None
+        without the head)."""
+        a_targets = run.stage("anchor_targets", lambda: anchor_targets(anchors.boxes, anchors.inside, gt_net,
+                                                                       run.params("anchor_targets")))
+        if not head:
+            return a_targets, None
+        if source == "settings":  # the RPN decoded these very anchors: same labels
+            run.keys["rpn_anchor_targets"] = run.keys["anchor_targets"]
+            return a_targets, a_targets
+        return a_targets, run.stage("rpn_anchor_targets", lambda: anchor_targets(
+            model_anchors.boxes, model_anchors.inside, gt_net, run.params("rpn_anchor_targets")))
+
+    def _head_part(self, run: _Run, pre: Preprocessed, part: _Part) -> _Part:
+        det, feats, props = self.detector, part.features, part.proposals
+        memo = run.keys["backbone"]  # per-RoI results are reused while the features stay the same
+        pool = run.params("roi_pooling")
+        pooled = run.stage("roi_pooling", lambda: self._pool(feats, props.boxes, pre, pool.pool, pool.output_size,
+                                                             pool.sampling_ratio, memo))
+        how = self._head_pooling(feats, pooled.op, pooled.sampling_ratio)
+        head_out = run.stage("box_head", lambda: self._head(feats, props.boxes, pre, how, memo))
+        notes = part.notes
+        if pooled.output_size != det.pool_output_size:
+            notes += (f"the box head was trained on {det.pool_output_size}x{det.pool_output_size} "
+                      f"RoIs: detections pool at that size, not {pooled.output_size}",)
+        dets = run.stage("detections", lambda: detect(props.boxes, head_out.class_logits, head_out.box_deltas,
+                                                      pre.image_size, run.params("detections")))
+        return dataclasses.replace(part, roi_pooling=pooled, box_head=head_out, detections=dets, notes=notes)
+
+    def _loss_part(self, run: _Run, pre: Preprocessed, part: _Part) -> _Part:
+        """The four losses on the RPN's anchor targets and the sampled RoIs, pooled as training pools them."""
+        memo, feats, rpn = run.keys["backbone"], part.features, part.rpn
+        rpn_targets, r_targets = part.rpn_targets, part.roi_targets
+        assert rpn_targets is not None and r_targets is not None  # with ground truth and the head
+
+        def losses_stage() -> Losses:
+            pool = run.params("losses")
+            how = self._head_pooling(feats, pool.pool, pool.sampling_ratio)
+            return four_losses(rpn.objectness, rpn.deltas, rpn_targets, r_targets,
+                               lambda rois: self._head(feats, rois, pre, how, memo), len(self.detector.class_names))
+
+        losses = run.stage("losses", losses_stage)
+        notes = part.notes
+        if losses.roi_classifier is None:
+            notes += ("RoI losses need ground-truth classes the model knows "
+                      f"(labels 1..{len(self.detector.class_names) - 1})",)
+        return dataclasses.replace(part, losses=losses, notes=notes)
+
+    def _trace(self, run: _Run, pre: Preprocessed, part: _Part, gt_boxes: Tensor, gt_labels: Tensor) -> Trace:
+        det = self.detector
 
         def orig(value: Any) -> Any:
             return _to_original(value, pre.scale)
 
         return Trace(
-            model=det.name, device=str(dev), weights=det.weights, class_names=det.class_names,
-            settings=settings, image_size=pre.original_size, preprocess=pre, features=feats,
-            anchors=orig(anchors), rpn_anchors=orig(rpn_anchors), anchors_source=source, rpn=rpn,
-            proposals=orig(props), roi_pooling=orig(pooled), box_head=head_out, detections=orig(dets),
-            gt_boxes=gt_boxes, gt_labels=gt_labels, anchor_targets=a_targets,
-            roi_targets=orig(r_targets) if r_targets is not None else None, losses=losses,
-            timings_ms=run.timings, cached=tuple(run.cached), notes=tuple(det.notes) + tuple(notes),
+            model=det.name, device=str(det.device), weights=det.weights, class_names=det.class_names,
+            settings=run.settings, image_size=pre.original_size, preprocess=pre, features=part.features,
+            anchors=orig(part.anchors), rpn_anchors=orig(part.rpn_anchors), anchors_source=part.anchors_source,
+            rpn=part.rpn, proposals=orig(part.proposals), roi_pooling=orig(part.roi_pooling),
+            box_head=part.box_head, detections=orig(part.detections), gt_boxes=gt_boxes, gt_labels=gt_labels,
+            anchor_targets=part.anchor_targets, roi_targets=orig(part.roi_targets), losses=part.losses,
+            timings_ms=run.timings, cached=tuple(run.cached), notes=tuple(det.notes) + part.notes,
             keys=dict(run.keys))
 
-    # -- stage bodies that need more than one call --------------------------------------------------
-    def _settings_anchors(self, settings: Settings, pre: Preprocessed, feats: Features) -> Anchors:
-        """The anchors the settings describe: on the model's own grids, or for a single-map model with a
-        different stride, on the grid of that stride (what the anchor pages show)."""
-        a = settings.anchors
-        levels = len(feats.maps)
-        if levels == 1:
-            stride = int(a.stride)
-            grid = feats.shapes[0] if stride == feats.strides[0] else grid_for_stride(pre.padded_size, stride)
-            return make_anchors([a.sizes], a.ratios, [grid], [stride], pre.image_size, pre.tensor.device)
-        sizes = self._level_sizes(settings) or self.detector.trained_anchor_sizes
-        n = len(sizes)
-        return make_anchors(sizes, a.ratios, feats.shapes[:n], feats.strides[:n], pre.image_size,
-                            pre.tensor.device)
-
-    def _level_sizes(self, settings: Settings) -> tuple[tuple[float, ...], ...] | None:
-        return sizes_per_level(settings.anchors.sizes, self.detector.trained_anchor_sizes)
-
-    def _rpn_anchors(self, anchors: Anchors, pre: Preprocessed, feats: Features) -> tuple[Anchors, str, str]:
-        """The settings' anchors if the trained RPN head can decode them (same number per location and the
-        backbone's stride), else the anchors the model was trained with, and a note that says why."""
-        det = self.detector
-        trained_k = [len(s) * len(det.trained_anchor_ratios) for s in det.trained_anchor_sizes]
-        fits = (list(anchors.num_per_location) == trained_k
-                and list(anchors.grid_sizes) == list(feats.shapes[:len(trained_k)])
-                and list(anchors.strides) == list(feats.strides[:len(trained_k)]))
-        if fits:
-            return anchors, "settings", ""
-        model_anchors = make_anchors(det.trained_anchor_sizes, det.trained_anchor_ratios,
-                                     feats.shapes[:len(trained_k)], feats.strides[:len(trained_k)],
-                                     pre.image_size, pre.tensor.device)
-        why = (f"the RPN head was trained with {trained_k[0]} anchors per location at stride "
-               f"{feats.strides[0]}; the settings give {anchors.num_per_location[0]} at stride "
-               f"{anchors.strides[0]}, so proposals use the model's own anchors "
-               f"(sizes {list(det.trained_anchor_sizes)}, ratios {list(det.trained_anchor_ratios)})")
-        return model_anchors, "model", why
-
-    def _pooled_levels(self, feats: Features) -> tuple[int, ...]:
-        names = self.detector.pooled_feature_names
-        return tuple(feats.names.index(n) for n in names if n in feats.names) or (0,)
+    # -- the cache around the per-RoI stages ---------------------------------------------------------------
+    def _head_pooling(self, feats: Features, op: str, ratio: int) -> HeadPooling:
+        """How the box head's RoIs are pooled (:func:`~frcnn.stages.box_head.head_pooling`, as in training)."""
+        levels = pooled_levels(feats, self.trained.pooled_names)
+        return head_pooling(op, ratio, self.trained.pool_size, levels)
 
     def _pool(self, feats: Features, boxes: Tensor, pre: Preprocessed, op: str, size: int, ratio: int,
               memo: str | None = None) -> PooledRoIs:
         """Pool ``boxes``; with ``memo`` (the features' key) RoIs pooled before on these features are reused."""
-        levels = self._pooled_levels(feats)
+        levels = pooled_levels(feats, self.trained.pooled_names)
         if memo is None:
             return pool_rois(feats, boxes, pre.image_size, op, size, ratio, levels)
 
@@ -397,12 +371,13 @@ class Tracer:
         key = _memo_key("roi_pooling", self.detector.key, memo, op, size, ratio, levels)
         features, level = _per_roi(self.cache, key, boxes, compute)
         scales = tuple(spatial_scale(feats.maps[i].shape[-2:], pre.image_size) for i in levels)
-        return PooledRoIs(features, boxes, level, scales, op, size)
+        return PooledRoIs(features, boxes, level, scales, op, size, ratio)
 
-    def _head(self, feats: Features, boxes: Tensor, pre: Preprocessed, op: str, size: int, ratio: int,
+    def _head(self, feats: Features, boxes: Tensor, pre: Preprocessed, how: HeadPooling,
               memo: str | None = None) -> BoxHeadOutput:
-        """The box head on ``boxes`` pooled by (op, size, ratio); with ``memo``, per RoI as :meth:`_pool`."""
+        """The box head on ``boxes`` pooled as ``how`` says; with ``memo``, per RoI as :meth:`_pool`."""
         det = self.detector
+        op, size, ratio = how.op, how.output_size, how.sampling_ratio
 
         def compute(b: Tensor) -> tuple[Tensor, Tensor]:
             pooled = self._pool(feats, b, pre, op, size, ratio, memo)
@@ -414,28 +389,26 @@ class Tracer:
         key = _memo_key("box_head", det.key, memo, op, size, ratio)
         return BoxHeadOutput(*_per_roi(self.cache, key, boxes, compute))
 
-    def _box_head(self, feats: Features, boxes: Tensor, pre: Preprocessed, pooled: PooledRoIs, ratio: int,
-                  memo: str | None = None) -> BoxHeadOutput:
-        det = self.detector
-        if pooled.output_size != det.pool_output_size:  # the head takes only its own size: pool again at it
-            return self._head(feats, boxes, pre, pooled.op, det.pool_output_size, 2, memo)
-        if memo is None:
-            return run_box_head(det.module.roi_heads.box_head, det.module.roi_heads.box_predictor, pooled.features)
-        return self._head(feats, boxes, pre, pooled.op, pooled.output_size, ratio, memo)
 
-    def _losses(self, settings: Settings, feats: Features, pre: Preprocessed, rpn: RPNOutput,
-                rpn_targets: AnchorTargets, r_targets: RoITargets, memo: str | None = None) -> Losses:
-        """The four losses; ``rpn_targets`` label the anchors the RPN decoded."""
-        det = self.detector
-        rpn_cls, rpn_box = rpn_losses(rpn.objectness, rpn.deltas, rpn_targets)
-        num_classes = len(det.class_names)
-        if bool(((r_targets.labels < 0) | (r_targets.labels >= num_classes)).any()):
-            return Losses(rpn_cls, rpn_box, None, None)
-        head = self._head(feats, r_targets.boxes, pre, settings.roi.pool, det.pool_output_size,
-                          settings.roi.sampling_ratio, memo)
-        roi_cls, roi_box = roi_losses(head.class_logits, head.box_deltas, r_targets.labels,
-                                      r_targets.regression_targets)
-        return Losses(rpn_cls, rpn_box, roi_cls, roi_box)
+@dataclass(frozen=True)
+class _Part:
+    """The results of one :meth:`Tracer.run` so far (network-input pixels); the head's and targets' None
+    until their part has run."""
+
+    features: Features
+    anchors: Anchors
+    rpn_anchors: Anchors
+    anchors_source: str
+    rpn: RPNOutput
+    proposals: Proposals
+    roi_pooling: PooledRoIs | None = None
+    box_head: BoxHeadOutput | None = None
+    detections: Detections | None = None
+    anchor_targets: AnchorTargets | None = None
+    rpn_targets: AnchorTargets | None = None  # of the anchors the RPN decoded (its loss); None without the head
+    roi_targets: RoITargets | None = None
+    losses: Losses | None = None
+    notes: tuple[str, ...] = ()
 
 
 class _Run:
@@ -445,13 +418,20 @@ class _Run:
                  should_stop: Callable[[], bool] | None = None) -> None:
         self.tracer, self.settings, self.keys = tracer, settings, dict(keys)
         self.should_stop = should_stop
+        self._params: dict[str, StageParams] = {}
         self.timings: dict[str, float] = {}
         self.cached: list[str] = []
 
+    def params(self, name: str) -> Any:
+        """Stage ``name``'s record under this run's settings: all the stage receives, and what its key hashes."""
+        record = self._params.get(name)
+        if record is None:
+            record = self._params[name] = stage_params(name, self.settings)
+        return record
+
     def key(self, name: str) -> str:
-        parts = (self.tracer.detector.key, name, tuple(self.keys[d] for d in DEPENDS[name]),
-                 self.settings.select(STAGE_SETTINGS[name]))
-        return hashlib.sha1(repr(parts).encode()).hexdigest()
+        return stage_key(self.tracer.detector.key, name, tuple(self.keys[d] for d in DEPENDS[name]),
+                         self.params(name))
 
     def stage(self, name: str, compute: Callable[[], Any], result_key: Callable[[Any], str] | None = None) -> Any:
         """Look the stage up in the cache or compute it. With ``result_key`` the stages after it are keyed
@@ -481,6 +461,12 @@ class _Run:
         if result_key is not None:
             self.keys[name] = result_key(value)
         return value
+
+
+def stage_key(model_key: str, name: str, input_keys: tuple[str, ...], params: StageParams) -> str:
+    """A stage's cache key: the model, the stage, its inputs' keys and its parameter record (type and values)."""
+    parts = (model_key, name, input_keys, type(params).__name__, dataclasses.astuple(params))
+    return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
 def _memo_key(*parts: Any) -> str:

@@ -1,12 +1,14 @@
 """Training: approximate joint training of the RPN and the Fast R-CNN head (paper section 3.2), end to end,
-with the very stage functions the tracer shows (anchor targets, proposals, RoI targets, RoI pooling,
-losses), so what the app displays is what the model learnt from.
+through the tracer's own pipeline (:func:`frcnn.pipeline.training_pass`: the same resize, anchors, proposals,
+targets, RoI pooling and losses, with the train switch on), so what the app displays is what the model learnt
+from.
 
 One step: a batch of images, flipped at random (p = 0.5) and resized with a random shorter side from
 ``scales`` (scale jitter); then per image, at its own size (no padding to the batch's largest; the light
 trunk's GroupNorm does not mix images): backbone, anchors, anchor targets and the RPN losses; proposals (detached,
-as in approximate joint training); RoI targets, RoI pooling, the box head and the RoI losses. The loss is
-the sum of the four terms, averaged over the batch.
+as in approximate joint training, with the settings' training-time counts ``rpn.pre/post_nms_top_n_train``);
+RoI targets, RoI pooling, the box head and the RoI losses. The loss is the sum of the four terms, averaged over
+the batch.
 
 More than one process: ``torchrun --nproc_per_node N -m frcnn train ...`` runs N processes with PyTorch's
 DistributedDataParallel (NCCL on GPUs, one per process; gloo on CPUs). :func:`step_batch` is the distributed
@@ -36,24 +38,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from frcnn.errors import FrcnnError
 from frcnn.models.checkpoint import read_weights_file, save_checkpoint
 from frcnn.models.registry import REGISTRY, build_default, build_vgg16, pick_device
+from frcnn.pipeline import training_pass
 from frcnn.settings import Settings
-from frcnn.stages.anchor_targets import anchor_targets
-from frcnn.stages.anchors import make_anchors
-from frcnn.stages.backbone import Features
-from frcnn.stages.box_head import run_box_head
-from frcnn.stages.losses import Losses, roi_losses, rpn_losses
-from frcnn.stages.proposals import propose
-from frcnn.stages.roi_pooling import pool_rois
-from frcnn.stages.roi_targets import roi_targets
-from frcnn.stages.rpn_head import run_rpn_head
+from frcnn.stages.losses import TERMS, Losses
 
 TRAINABLE = ("default", "vgg16")
-LOSS_TERMS = ("rpn_objectness", "rpn_box", "roi_classifier", "roi_box")
+LOSS_TERMS = TERMS  # the loss terms, as frcnn.stages.losses.Losses names them
 
 
 @dataclass(frozen=True)
@@ -66,8 +60,8 @@ class TrainConfig:
     scales: tuple[int, ...] = (448, 480, 512, 544, 576)  # shorter side drawn per batch (scale jitter)
     flip: bool = True  # horizontal flip with p = 0.5
     seed: int = 0
-    pre_nms_top_n: int = 2000  # proposals in training (the paper: 12000 -> 2000)
-    post_nms_top_n: int = 512
+    pre_nms_top_n: int | None = None  # proposals in training; None: the settings' rpn.pre_nms_top_n_train
+    post_nms_top_n: int | None = None  # None: rpn.post_nms_top_n_train
     checkpoint_every: int = 200
     log_every: int = 10
     eval_every: int = 0  # 0: never during training
@@ -138,44 +132,27 @@ def training_losses(module: nn.Module, images: list[Tensor], boxes: list[Tensor]
 
     Args: images, list of (3, H, W) float in [0, 1] on the model's device; boxes (G, 4) and labels (G,) per
     image, in its pixels; ``min_size`` the shorter side for this batch; ``seed`` for the minibatch draws.
+    Each image goes through :func:`frcnn.pipeline.training_pass`, the tracer's stages with the train switch on;
+    ``config``'s proposal counts, where given, replace the settings' training-time ones.
     """
-    transform = GeneralizedRCNNTransform(min_size, settings.input.max_size, module.transform.image_mean,
-                                         module.transform.image_std)
-    transform.eval()  # the size is chosen by the caller
-    train_rpn = dataclasses.replace(settings.rpn, pre_nms_top_n=config.pre_nms_top_n,
-                                    post_nms_top_n=config.post_nms_top_n)
-    sizes = module.rpn.anchor_generator.sizes
-    ratios = module.rpn.anchor_generator.aspect_ratios[0]
+    settings = train_settings(settings, config)
     terms = []
     for i, (image, b, lab) in enumerate(zip(images, boxes, labels, strict=True)):
         # One image at a time through the backbone, at its own size: a batch padded to its largest member
         # (a portrait beside a landscape pads to a square) would spend up to half the time on padding.
-        image_list, (target,) = transform([image], [{"boxes": b, "labels": lab}])
-        size = image_list.image_sizes[0]
-        out = module.backbone(image_list.tensors)  # (1, C, Hf, Wf)
-        maps = (out,) if isinstance(out, Tensor) else tuple(out.values())
-        strides = tuple(round(image_list.tensors.shape[-2] / m.shape[-2]) for m in maps)
-        feats = Features(maps, tuple(str(k) for k in range(len(maps))), strides)
-        rpn = run_rpn_head(module.rpn.head, feats)
-        anchors = make_anchors(sizes, ratios, feats.shapes[:len(sizes)], strides[:len(sizes)], tuple(size),
-                               maps[0].device)
-        gt, gt_labels = target["boxes"], target["labels"]
         k = first + i  # the image's place in the whole step's batch (all processes together)
-        rpn_i = dataclasses.replace(train_rpn, sample_seed=(seed * 1009 + k) % (2**31 - 1))
-        roi_i = dataclasses.replace(settings.roi, sample_seed=(seed * 2003 + k) % (2**31 - 1))
-        with torch.no_grad():
-            a_targets = anchor_targets(anchors.boxes, anchors.inside, gt, rpn_i)
-            props = propose(anchors.boxes, rpn.objectness, rpn.deltas, rpn.num_per_level, tuple(size), rpn_i)
-            r_targets = roi_targets(props.boxes, gt, gt_labels, roi_i)
-        rpn_cls, rpn_box = rpn_losses(rpn.objectness, rpn.deltas, a_targets)
-        pooled = pool_rois(feats, r_targets.boxes, tuple(size), settings.roi.pool, settings.roi.output_size,
-                           settings.roi.sampling_ratio)
-        head = run_box_head(module.roi_heads.box_head, module.roi_heads.box_predictor, pooled.features)
-        roi_cls, roi_box = roi_losses(head.class_logits, head.box_deltas, r_targets.labels,
-                                      r_targets.regression_targets)
-        terms.append(torch.stack([rpn_cls, rpn_box, roi_cls, roi_box]))
+        seeds = ((seed * 1009 + k) % (2**31 - 1), (seed * 2003 + k) % (2**31 - 1))
+        losses = training_pass(module, image, b, lab, settings, min_size, seeds, training=True).losses
+        terms.append(torch.stack([getattr(losses, t) for t in LOSS_TERMS]))
     mean = torch.stack(terms).mean(dim=0)
     return Losses(mean[0], mean[1], mean[2], mean[3])
+
+
+def train_settings(settings: Settings, config: TrainConfig) -> Settings:
+    """``settings`` with ``config``'s training-time proposal counts, where it gives them."""
+    changes = {k: v for k, v in (("rpn.pre_nms_top_n_train", config.pre_nms_top_n),
+                                 ("rpn.post_nms_top_n_train", config.post_nms_top_n)) if v is not None}
+    return settings.replace(changes) if changes else settings
 
 
 def _lr_at(step: int, config: TrainConfig, restart: int = 0) -> float:
@@ -212,13 +189,61 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
     and every invocation's command with the step it started from in ``meta["runs"]``, so a run that was
     resumed with other arguments says so.
     """
-    out = Path(out)
+    dev = _process_device(device)
+    rank, world, started = _distributed(dev)
+    run, step, log, seconds = _start(model, dataset, Path(out), settings, config, dev, resume, command,
+                                     rank == 0, world)
+    net = _LossModule(run.module)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    bar = _progress(progress and run.lead, config.steps, step)
+    run.module.train()
+    stop = config.steps if until is None else min(config.steps, until)
+    try:
+        step, seconds = _loop(run, net, dataset, config, dev, rank, step, stop, log, seconds, bar, on_log,
+                              evaluate_on, should_stop)
+        if run.lead and step < config.steps and step % config.checkpoint_every:  # stopped early: resumable
+            _save_run(run, config, step, log, seconds, final=False)
+    finally:
+        if bar is not None:
+            bar.close()
+        if started:
+            dist.barrier()
+            dist.destroy_process_group()
+    return run.out
+
+
+@dataclass(frozen=True)
+class _TrainingRun:
+    """What one invocation of :func:`train` trains and where it writes (the loop's counters are its own)."""
+
+    model: str
+    out: Path
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    class_names: tuple[str, ...]
+    settings: Settings
+    command: str  # the command that started the run (its first invocation's)
+    runs: list[dict]  # every invocation: its command and the step it started from
+    restart: int  # where a fresh optimiser took over (warm-up again), or 0
+    world: int
+    lead: bool  # only the first process logs, evaluates and writes checkpoints
+
+
+def _process_device(device: str) -> torch.device:
     dev = pick_device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "cuda":  # one GPU per process
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
-    rank, world, started = _distributed(dev)
-    lead = rank == 0  # only the first process logs, evaluates and writes checkpoints
+    return dev
+
+
+def _start(model: str, dataset: Dataset, out: Path, settings: Settings | None, config: TrainConfig,
+           dev: torch.device, resume: bool, command: str, lead: bool,
+           world: int) -> tuple[_TrainingRun, int, list[dict], float]:
+    """The run, from scratch or from the checkpoint at ``out``: (run, step, log, seconds trained so far)."""
     class_names = tuple(getattr(dataset, "class_names", ()))
     if len(class_names) < 2:
         raise FrcnnError("train: the dataset has no classes")
@@ -228,7 +253,7 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
         state = read_weights_file(out)
         if state["model"] != model:
             raise FrcnnError(f"{out}: a checkpoint of {state['model']!r}, not {model!r}; choose another --out")
-        settings = Settings.from_flat(state["settings"])
+        settings = Settings.from_flat(state["settings"], REGISTRY[model].defaults)  # newer keys: the model's
         class_names = tuple(state["class_names"])
     torch.manual_seed(config.seed)
     module = build_for_training(model, len(class_names), settings).to(dev)
@@ -244,60 +269,53 @@ def train(model: str, dataset: Dataset, out: str | Path, settings: Settings | No
             meta["restart_step"] = int(meta["step"])
         if "rng" in meta:
             torch.set_rng_state(meta.pop("rng"))
-    log: list[dict] = list(meta.get("log", []))
     step = int(meta["step"])
-    restart = int(meta.get("restart_step", 0))  # where a fresh optimiser took over (warm-up again), or 0
     runs: list[dict] = list(meta.get("runs") or ([{"from_step": 0, "command": meta["command"]}]
                                                   if meta.get("command") else []))
     if lead:
         runs.append({"from_step": step, "command": command})
-    command = meta.get("command") or command
-    stop = config.steps if until is None else min(config.steps, until)
-    seconds = float(meta.get("train_seconds", 0.0))
-    net = _LossModule(module)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    run = _TrainingRun(model, out, module, optimizer, class_names, settings, meta.get("command") or command, runs,
+                       int(meta.get("restart_step", 0)), world, lead)
+    return run, step, list(meta.get("log", [])), float(meta.get("train_seconds", 0.0))
 
-        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    bar = _progress(progress and lead, config.steps, step)
-    module.train()
-    try:
-        while step < stop:
-            if should_stop is not None and should_stop():
-                break
-            start = time.perf_counter()
-            losses = _step(net, optimizer, dataset, settings, config, step, dev, rank, world, restart)
-            seconds += time.perf_counter() - start
-            step += 1
-            if step % config.log_every == 0 or step == config.steps:
-                record = {"step": step, "lr": _lr_at(step - 1, config, restart), "seconds": round(seconds, 1),
-                          **{k: round(float(v), 5) for k, v in losses.items()}}
-                log.append(record)
-                if on_log and lead:
-                    on_log(record)
-                if bar is not None:
-                    bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", *LOSS_TERMS)})
+
+def _loop(run: _TrainingRun, net: nn.Module, dataset: Dataset, config: TrainConfig, dev: torch.device, rank: int,
+          step: int, stop: int, log: list[dict], seconds: float, bar: Any,
+          on_log: Callable[[dict], None] | None, evaluate_on: Dataset | None,
+          should_stop: Callable[[], bool] | None) -> tuple[int, float]:
+    """Steps until ``stop`` (or ``should_stop``), logging, evaluating and checkpointing; (step, seconds) reached."""
+    while step < stop:
+        if should_stop is not None and should_stop():
+            break
+        start = time.perf_counter()
+        losses = _step(net, run.optimizer, dataset, run.settings, config, step, dev, rank, run.world, run.restart)
+        seconds += time.perf_counter() - start
+        step += 1
+        if step % config.log_every == 0 or step == config.steps:
+            record = {"step": step, "lr": _lr_at(step - 1, config, run.restart), "seconds": round(seconds, 1),
+                      **{k: round(float(v), 5) for k, v in losses.items()}}
+            log.append(record)
+            if on_log and run.lead:
+                on_log(record)
             if bar is not None:
-                bar.update(1)
-            if lead and config.eval_every and evaluate_on is not None and step % config.eval_every == 0:
-                record = _evaluate_now(module, model, class_names, settings, evaluate_on, dev, step)
-                log.append(record)
-                if on_log:
-                    on_log(record)
-                module.train()
-            if lead and (step % config.checkpoint_every == 0 or step == config.steps):
-                _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config,
-                      final=step == config.steps, command=command, world=world, runs=runs, restart=restart)
-        if lead and step < config.steps and step % config.checkpoint_every:  # stopped early: keep it, resumable
-            _save(out, model, class_names, settings, module, optimizer, step, log, seconds, config, final=False,
-                  command=command, world=world, runs=runs, restart=restart)
-    finally:
+                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", *LOSS_TERMS)})
         if bar is not None:
-            bar.close()
-        if started:
-            dist.barrier()
-            dist.destroy_process_group()
-    return out
+            bar.update(1)
+        if run.lead and config.eval_every and evaluate_on is not None and step % config.eval_every == 0:
+            record = _evaluate_now(run.module, run.model, run.class_names, run.settings, evaluate_on, dev, step)
+            log.append(record)
+            if on_log:
+                on_log(record)
+            run.module.train()
+        if run.lead and (step % config.checkpoint_every == 0 or step == config.steps):
+            _save_run(run, config, step, log, seconds, final=step == config.steps)
+    return step, seconds
+
+
+def _save_run(run: _TrainingRun, config: TrainConfig, step: int, log: list[dict], seconds: float,
+              final: bool) -> None:
+    _save(run.out, run.model, run.class_names, run.settings, run.module, run.optimizer, step, log, seconds, config,
+          final=final, command=run.command, world=run.world, runs=run.runs, restart=run.restart)
 
 
 def _step(net: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, settings: Settings,

@@ -8,7 +8,13 @@ import math
 import pytest
 import torch
 
-from frcnn.anchor_stats import anchor_coverage, anchor_layout, location_centres, nearest_location, recall_by_size
+from frcnn.analysis.anchor_stats import (
+    anchor_coverage,
+    anchor_layout,
+    location_centres,
+    nearest_location,
+    recall_by_size,
+)
 from frcnn.stages.anchors import make_anchors
 
 

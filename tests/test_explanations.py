@@ -18,6 +18,7 @@ from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import box_iou
 
+from frcnn.analysis.anchors import best_anchor_ties, coverage, coverage_rows
 from frcnn.data import load_sample
 from frcnn.models import load_model
 from frcnn.models.backbones import light_backbone, vgg16_backbone
@@ -27,14 +28,7 @@ from frcnn.settings import InputSettings, RPNSettings
 from frcnn.stages.anchor_targets import POSITIVE_AS_BEST, POSITIVE_BY_IOU, anchor_targets, positive_rule
 from frcnn.stages.preprocess import preprocess
 from frcnn.trace import Tracer
-from frcnn.viz.anchors import (
-    anchor_targets_figure,
-    anchors_figure,
-    best_anchor_ties,
-    coverage,
-    coverage_rows,
-    positive_reasons,
-)
+from frcnn.viz.anchors import anchor_targets_figure, anchors_figure, positive_reasons
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

@@ -13,23 +13,15 @@ import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from frcnn import Tracer, load_model
+from frcnn.analysis.matching import match_detections
+from frcnn.analysis.roi import default_roi, pool_roi
 from frcnn.data.shapes import make_scene
-from frcnn.detection_stats import match_detections
 from frcnn.viz.anchor_fit import anchor_shapes
 from frcnn.viz.anchors import layer_colour
 from frcnn.viz.common import FONT_FAMILY, GROUND_TRUTH, HIGHLIGHT, image_figure, styled
 from frcnn.viz.detections import detections_figure
 from frcnn.viz.losses import SweepPoint, flat_terms, sweep_figure, why_flat
-from frcnn.viz.roi import (
-    cell_format,
-    default_roi,
-    detections_rows,
-    pool_note,
-    pool_roi,
-    pooled_figure,
-    pooled_range,
-    roi_boxes,
-)
+from frcnn.viz.roi import cell_format, detections_rows, pool_note, pooled_figure, pooled_range, roi_boxes
 from tests.figures import box_layers
 
 

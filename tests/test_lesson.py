@@ -14,6 +14,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from frcnn import FrcnnError, Tracer, budget, load_model
+from frcnn.analysis.proposals import recall_at
+from frcnn.analysis.roi import default_roi, roi_counts
 from frcnn.data import list_samples, load_sample
 from frcnn.lesson import (
     LESSONS_DIR,
@@ -36,10 +38,9 @@ from frcnn.lesson import (
     with_caption,
     with_title,
 )
-from frcnn.proposal_stats import recall_at
 from frcnn.settings import PAPER, Settings
 from frcnn.viz.detections import match_detections
-from frcnn.viz.roi import default_roi, roi_boxes, roi_counts, roi_descriptions
+from frcnn.viz.roi import roi_boxes, roi_descriptions
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -265,7 +266,7 @@ def test_the_numbers_the_captions_quote_are_the_traces(default_model, paper):
     """Each step's caption against the trace of that step's view (its image, model and settings)."""
     det, c = default_model, [s.caption for s in paper.steps]
     t = _traces(det, paper)
-    from frcnn.viz.anchors import anchor_counts, target_counts
+    from frcnn.analysis.anchors import anchor_counts, target_counts
 
     # 1 backbone: the resize, the map's cells and channels, the stride
     fmap = t[0].features.maps[0]
@@ -352,7 +353,8 @@ def test_a_lesson_link_shows_its_step_and_next_and_previous_move(paper):
     assert at.session_state["settings"].rpn.post_nms_top_n == 300  # the step's setting
     assert any(m.value.startswith("**Step 6 of 10**") for m in at.markdown)
     keys = [json.loads(e.proto.json) for e in at.get("bidi_component") if e.proto.component_name == "frcnn_lesson_keys"]
-    assert keys == [{"step": 6, "n": 10}]  # what the key listener steps from
+    # what the key listener steps from, and the step's figure it brings on screen
+    assert keys == [{"step": 6, "n": 10, "highlight": paper.steps[5].highlight}]
     assert dict(at.query_params).items() >= {"lesson": "paper", "step": "6", "rpn.post_nms_top_n": "300",
                                              "sample": "Synthetic scene 1", "model": "default"}.items()
     at.button(key="lesson_next").click().run()  # to another page, with the step's own settings only

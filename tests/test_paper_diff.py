@@ -33,7 +33,8 @@ from frcnn.trace import Tracer
 # the default model's departures, as its docstring (frcnn/models/registry.py) and the issue list them, plus the input
 # size the model card gives its reasons for
 DEFAULT_DEPARTURES = {"anchors.sizes", "anchors.stride", "rpn.ignore_cross_boundary", "rpn.post_nms_top_n",
-                      "rpn.min_size", "roi.pool", "roi.bg_iou_thresh_lo", "input.min_size", "input.max_size"}
+                      "rpn.min_size", "roi.pool", "roi.bg_iou_thresh_lo", "input.min_size", "input.max_size",
+                      "rpn.pre_nms_top_n_train", "rpn.post_nms_top_n_train"}
 
 
 @pytest.fixture(scope="module")

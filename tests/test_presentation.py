@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 from app_pages._chart import figure_json
 from frcnn import Settings, Tracer, load_model
+from frcnn.analysis.matching import match_detections
 from frcnn.data.shapes import make_scene
-from frcnn.detection_stats import match_detections
 from frcnn.viz.common import (
     LABEL_FONT_SIZE,
     PRESENTATION_LABEL_SIZE,

@@ -11,7 +11,7 @@ import torch
 from reference import iou as _iou
 from torchvision.ops import nms
 
-from frcnn.proposal_stats import (
+from frcnn.analysis.proposals import (
     first_hits,
     nms_state,
     objectness_per_location,

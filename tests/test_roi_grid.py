@@ -14,7 +14,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align, roi_pool
 
-from frcnn.roi_grid import roi_align_grid, roi_pool_grid
+from frcnn.analysis.roi_grid import roi_align_grid, roi_pool_grid
 
 H, W = 6, 9
 

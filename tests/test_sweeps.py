@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from frcnn import StageCache, Tracer, load_model
+from frcnn.analysis.sweeps import detection_sweep, proposal_recall_sweep
 from frcnn.data.dataset import scene_tensors
 from frcnn.data.shapes import SceneConfig
-from frcnn.sweeps import detection_sweep, proposal_recall_sweep
 from tests.reference import iou
 
 SMALL = {"input.min_size": 160, "input.max_size": 256}

@@ -15,24 +15,20 @@ import torch
 from torchvision.ops import box_iou
 
 from frcnn import Tracer, load_model
-from frcnn.anchor_stats import anchor_coverage
+from frcnn.analysis.anchor_stats import anchor_coverage
+from frcnn.analysis.anchors import anchor_counts, coverage, coverage_rows, positive_rows, target_counts
 from frcnn.data.shapes import make_scene
 from frcnn.viz.anchors import (
     MAX_ANCHOR_BOXES,
     MAX_CENTRE_DOTS,
     MAX_REQUESTED_BOXES,
-    anchor_counts,
     anchor_customdata,
     anchor_targets_figure,
     anchors_figure,
     centre_step,
-    coverage,
-    coverage_rows,
     pick_location,
-    positive_rows,
     share,
     spread,
-    target_counts,
 )
 from frcnn.viz.common import GL_MIN_POINTS, add_points, marker_trace
 from tests.figures import box_layers

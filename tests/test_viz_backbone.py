@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from frcnn.analysis.features import cell_size, feature_map_values, top_channels
 from frcnn.models import load_model
 from frcnn.trace import Tracer
-from frcnn.viz.backbone import activation_map, cell_size, feature_figure, top_channels
+from frcnn.viz.backbone import feature_figure
 from frcnn.viz.overview import pipeline_dot, stage_times_figure
 
 
@@ -36,8 +37,8 @@ def test_cell_size_is_stride_over_scale(trace):
 def test_heatmap_is_the_mean_or_a_channel(trace):
     t, image = trace
     fmap = t.features.maps[0][0]
-    np.testing.assert_allclose(activation_map(t), fmap.mean(0).numpy(), rtol=1e-6)
-    np.testing.assert_array_equal(activation_map(t, channel=3), fmap[3].numpy())
+    np.testing.assert_allclose(feature_map_values(t), fmap.mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(feature_map_values(t, channel=3), fmap[3].numpy())
     top = top_channels(t, k=4)
     means = fmap.mean(dim=(1, 2))
     assert float(means[top[0]]) == float(means.max())

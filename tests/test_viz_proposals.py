@@ -11,8 +11,8 @@ import torch
 from torchvision.ops import box_iou, nms
 
 from frcnn import Settings, Tracer, load_model
+from frcnn.analysis.proposals import nms_state, recall_at, recall_curve, replay, top_candidates
 from frcnn.data.shapes import make_scene
-from frcnn.proposal_stats import nms_state, recall_at, recall_curve, replay, top_candidates
 from frcnn.viz.proposals import (
     FUNNEL_STEPS,
     funnel_figure,

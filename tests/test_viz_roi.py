@@ -11,18 +11,16 @@ import torch
 from torchvision.ops import roi_align, roi_pool
 
 from frcnn import Tracer, load_model
+from frcnn.analysis.roi import default_roi, pool_roi, roi_counts
 from frcnn.data.shapes import make_scene
 from frcnn.stages.preprocess import to_network
 from frcnn.viz.detections import detections_figure, match_detections
 from frcnn.viz.roi import (
     clicked_roi,
-    default_roi,
     detections_rows,
     feature_bins_figure,
-    pool_roi,
     pooled_figure,
     roi_boxes,
-    roi_counts,
     roi_descriptions,
     sampling_figure,
 )

@@ -25,8 +25,11 @@ without ``class_names``), so they never collide with a known class; the report n
 
 What can be fixed is fixed and counted in ``GroundTruth.report``: boxes with a NaN or infinite
 coordinate are dropped, boxes are clipped to the image, and boxes with zero or negative width or height
-(before clipping, or after it: wholly outside the image) are dropped. Everything else wrong with the
-file is a one-line :class:`~frcnn.errors.FrcnnError`.
+(before clipping, or after it: wholly outside the image) are dropped; COCO crowd regions (``iscrowd``) are
+skipped. These are the one set of rules (:func:`clean_boxes`, after :func:`coco_boxes` for COCO) for an image's
+file, a dataset's boxes (:func:`load_coco_dataset_boxes`) and a training folder
+(:class:`frcnn.data.dataset.CocoFolder`). Everything else wrong with the file is a one-line
+:class:`~frcnn.errors.FrcnnError` (a ``category_id`` not in "categories" included).
 """
 
 from __future__ import annotations
@@ -158,7 +161,7 @@ def _load(
             parsed = _parse_coco(text, name, image_name, (width, height))
         else:
             parsed = _parse_yolo(text, name, (width, height), class_names)
-    boxes, keep, fixed = _clean_boxes(parsed.boxes, (width, height))
+    boxes, keep, fixed = clean_boxes(parsed.boxes, (width, height))
     names = [n for n, k in zip(parsed.names, keep, strict=True) if k]
     labels, unknown = _assign_labels(names, class_names)
     report = parsed.notes + fixed + unknown
@@ -290,8 +293,11 @@ def _plural(n: int, word: str) -> str:
 # ---- fixing and labelling ----------------------------------------------------------------------------
 
 
-def _clean_boxes(raw: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Drop non-finite and degenerate boxes and clip the rest to the image.
+def clean_boxes(raw: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The one set of cleaning rules for ground truth of every format and reader (an image's file, a COCO
+    dataset's boxes, a training folder): drop boxes with a NaN or infinite coordinate, drop boxes of zero or
+    negative width or height, clip the rest to the image (W, H) = ``image_size``, and drop those left with no
+    area (wholly outside the image). (COCO crowd regions are left out before, by :func:`coco_boxes`.)
 
     Returns:
         (boxes ``[K, 4]`` float32, keep mask ``[G]`` bool, report lines).
@@ -315,6 +321,8 @@ def _clean_boxes(raw: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarr
         if count:
             report.append(f"{_plural(count, 'box')} {text}")
     return np.ascontiguousarray(clipped[inside]), inside, report
+
+
 
 
 def _assign_labels(names: list[str], class_names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
@@ -372,15 +380,14 @@ def _parse_coco(text: str, name: str, image_name: str | None, image_size: tuple[
         image_id = image.get("id")
         selected = [(i, a) for i, a in enumerate(anns) if _coco_image_id(a, i, name) == image_id]
     _check_count(len(selected), name)
-    boxes = np.zeros((len(selected), 4), dtype=np.float64)  # (G, 4)
-    names = []
-    for row, (i, ann) in enumerate(selected):
-        x, y, w, h = _coco_bbox(ann, i, name)
-        boxes[row] = (x, y, x + w, y + h)
-        names.append(_coco_name(ann, i, name, categories))
+    kept, boxes, crowd = coco_boxes(selected, name)
+    named = {i: _coco_name(ann, i, name, categories) for i, ann in selected}  # every category checked
+    names = [named[i] for i, _ in kept]
     notes = _size_note((image.get("width"), image.get("height")), image_size) if image else []
     if image is not None and anns and not selected:
         notes.append(f"none of the {len(anns)} annotations belong to image id {image.get('id')!r}")
+    if crowd:
+        notes.append(f"{_plural(crowd, 'crowd region')} skipped")
     return _Parsed(boxes, names, notes)
 
 
@@ -452,6 +459,19 @@ def _coco_bbox(ann: Any, i: int, name: str) -> tuple[float, float, float, float]
         raise FrcnnError(f"{name}: annotation {i} has a 'bbox' that is not 4 numbers [x, y, w, h]")
     x, y, w, h = (_to_float(v) for v in bbox)
     return x, y, w, h
+
+
+def coco_boxes(selected: Sequence[tuple[int, Any]], name: str) -> tuple[list[tuple[int, dict]], np.ndarray, int]:
+    """The one COCO box reader (one image, one file or a training folder): of ``selected`` (index in the file's
+    "annotations", annotation), crowd regions (``iscrowd`` set) are left out; the others come back with their
+    raw boxes ``[G, 4]`` float64 (x1, y1, x2, y2) = (x, y, x + w, y + h), for :func:`clean_boxes`, and the
+    number of crowd regions left out. Every annotation's ``bbox`` is checked, a crowd region's too."""
+    rows = [_coco_bbox(ann, i, name) for i, ann in selected]  # (x, y, w, h) each
+    crowd = [bool(ann.get("iscrowd")) for _, ann in selected]
+    kept = [item for item, c in zip(selected, crowd, strict=True) if not c]
+    boxes = np.array([(x, y, x + w, y + h) for (x, y, w, h), c in zip(rows, crowd, strict=True) if not c],
+                     dtype=np.float64).reshape(-1, 4)  # (G, 4)
+    return kept, boxes, sum(crowd)
 
 
 def _to_float(v: int | float) -> float:
@@ -699,24 +719,22 @@ def _dataset_boxes(data: bytes, name: str) -> DatasetBoxes:
         if not (_is_int(w) and _is_int(h) and 0 < w <= 100_000 and 0 < h <= 100_000):
             raise FrcnnError(f"{name}: image {i} needs a positive whole 'width' and 'height' (got {w!r}, {h!r})")
         sizes[json.dumps(img["id"], sort_keys=True)] = (int(h), int(w))
-    per_image: dict[str, list] = {k: [] for k in sizes}
+    per_image: dict[str, list[tuple[int, Any]]] = {k: [] for k in sizes}
     unknown = crowd = 0
     for i, ann in enumerate(anns):
         key = json.dumps(_coco_image_id(ann, i, name), sort_keys=True)
         if key not in per_image:
             unknown += 1
             continue
-        if ann.get("iscrowd"):
-            crowd += 1
-            continue
-        x, y, w, h = _coco_bbox(ann, i, name)
-        per_image[key].append((x, y, x + w, y + h))
+        per_image[key].append((i, ann))
     items = []
-    fixed: dict[str, int] = {}  # what _clean_boxes did, over all images: "clipped to the image" -> count
-    for key, rows in per_image.items():
+    fixed: dict[str, int] = {}  # what clean_boxes did, over all images: "clipped to the image" -> count
+    for key, selected in per_image.items():
+        _, rows, crowded = coco_boxes(selected, name)
+        crowd += crowded
         _check_count(len(rows), name)
         h, w = sizes[key]
-        boxes, _, lines = _clean_boxes(np.array(rows, dtype=np.float64).reshape(-1, 4), (w, h))
+        boxes, _, lines = clean_boxes(rows, (w, h))
         for line in lines:  # "<n> box(es) <what>"
             count, _, what = line.split(" ", 2)
             fixed[what] = fixed.get(what, 0) + int(count)

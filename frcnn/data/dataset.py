@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.ops import box_convert, clip_boxes_to_image, remove_small_boxes
 
 from frcnn.data.annotations import (
     MAX_DATASET_IMAGES,
@@ -37,6 +36,8 @@ from frcnn.data.annotations import (
     _decode,
     _is_int,
     _list_field,
+    clean_boxes,
+    coco_boxes,
 )
 from frcnn.data.images import MAX_FILE_BYTES, _read_bytes, _read_file, load_image
 from frcnn.data.shapes import CLASS_NAMES, SceneConfig, make_scene
@@ -52,6 +53,11 @@ class CocoFolder(Dataset):
     first bad entry: "images", "annotations" and "categories" lists; images with unique integer ids and a
     ``file_name``; annotations with integer ``id`` and ``image_id``, a ``bbox`` of 4 numbers and a
     ``category_id`` among the categories; categories with an integer id and a text name.
+
+    An image's boxes are read by the one COCO reader, :func:`frcnn.data.annotations.coco_boxes`, and cleaned by
+    the one set of rules, :func:`frcnn.data.annotations.clean_boxes` (as ``load_annotations`` reads a file):
+    crowd regions, boxes with a NaN or infinite coordinate, of zero or negative width or height, or wholly
+    outside the image are dropped, the rest clipped to the image.
 
     Confinement: every ``file_name`` must name a file inside the image folder. A path that is absolute or
     goes up (``..``) is refused when the folder is opened; when an image is loaded, a symbolic link on the
@@ -82,13 +88,11 @@ class CocoFolder(Dataset):
         info = self.coco.imgs[self.ids[index]]
         shown = f"{self.annotations_file}: image {_cut(info['file_name'])!r}"
         image = load_image(self._image_bytes(info["file_name"], shown), name=shown).tensor
-        anns = [a for a in self.coco.imgToAnns[info["id"]] if not a.get("iscrowd", 0)]
-        rows = [_coco_bbox(a, i, shown) for i, a in enumerate(anns)]  # [x, y, w, h] floats (checked)
-        boxes = torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)  # (G, 4)
-        labels = torch.tensor([self._label_of[a["category_id"]] for a in anns], dtype=torch.int64)  # (G,)
-        boxes = clip_boxes_to_image(box_convert(boxes, "xywh", "xyxy"), tuple(image.shape[-2:]))
-        keep = remove_small_boxes(boxes, 1.0)
-        return image, boxes[keep], labels[keep]
+        # the one COCO reader and cleaning rules of load_annotations (frcnn.data.annotations.clean_boxes)
+        kept, raw, _ = coco_boxes(list(enumerate(self.coco.imgToAnns[info["id"]])), shown)
+        boxes, keep, _ = clean_boxes(raw, (int(image.shape[-1]), int(image.shape[-2])))  # (G, 4), (W, H)
+        labels = torch.tensor([self._label_of[a["category_id"]] for _, a in kept], dtype=torch.int64)  # (K,)
+        return image, torch.from_numpy(boxes), labels[torch.from_numpy(keep)]
 
     def _image_bytes(self, file_name: str, shown: str) -> bytes:
         """The bytes of an image file, confined to the image folder (no links on the way, a regular file)."""

@@ -73,7 +73,8 @@ DEFAULT_SETTINGS = Settings(
     input=InputSettings(min_size=512, max_size=1024),
     anchors=AnchorSettings(sizes=(16.0, 22.0, 32.0, 46.0, 64.0, 90.0, 128.0, 180.0, 256.0, 362.0),
                            ratios=(0.5, 1.0, 2.0), stride=8),
-    rpn=RPNSettings(ignore_cross_boundary=False, pre_nms_top_n=6000, post_nms_top_n=1000, min_size=8.0),
+    rpn=RPNSettings(ignore_cross_boundary=False, pre_nms_top_n=6000, post_nms_top_n=1000, min_size=8.0,
+                    pre_nms_top_n_train=2000, post_nms_top_n_train=512),
     roi=dataclasses.replace(PAPER.roi, pool="roi_align", bg_iou_thresh_lo=0.0),
 )
 """The default model's settings: the paper's, except where the synthetic scenes (objects of 13..410 px at
@@ -347,7 +348,7 @@ def _load_file(spec: ModelSpec, path: Path) -> tuple[FasterRCNN, tuple[str, ...]
         raise FrcnnError(f"{path}: a checkpoint of model {data['model']!r}, not {spec.name!r}")
     class_names = tuple(data["class_names"])
     try:
-        defaults = Settings.from_flat(data["settings"])
+        defaults = Settings.from_flat(data["settings"], spec.defaults)  # a key newer than the file: the model's
     except FrcnnError as exc:
         raise FrcnnError(f"{path}: its settings are invalid ({exc})") from None
     if spec.name == "default":

@@ -28,6 +28,7 @@ from torchvision.models.detection._utils import BoxCoder, Matcher
 from frcnn.settings import RPNSettings
 from frcnn.stages._iou import iou_chunks
 from frcnn.stages._minibatch import sample_minibatch
+from frcnn.stages.params import AnchorTargetParams
 
 POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # the paper's (tx, ty, tw, th) unscaled
@@ -75,7 +76,7 @@ class _Matches:
     best_of_gt: Tensor  # (A,) first GT box whose best-quality tie holds the anchor, -1 if none
 
 
-def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> _Matches:
+def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: AnchorTargetParams) -> _Matches:
     """torchvision's Matcher, over the (G, A) IoUs computed a chunk of GT boxes at a time (memory bounded at
     any G: the matrix itself is never held).
 
@@ -128,12 +129,15 @@ def _match(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSetti
     return _Matches(matched, iou_best, iou_index, best_iou_per_gt, best_anchor_per_gt, ties_per_gt, best_of_gt)
 
 
-def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor, settings: RPNSettings) -> AnchorTargets:
+def anchor_targets(anchors: Tensor, inside: Tensor, gt_boxes: Tensor,
+                   params: AnchorTargetParams | RPNSettings) -> AnchorTargets:
     """Label anchors against ground truth and draw the RPN minibatch.
 
     Args:
-        anchors: Tensor[A, 4]; inside: Tensor[A] bool; gt_boxes: Tensor[G, 4].
+        anchors: Tensor[A, 4]; inside: Tensor[A] bool; gt_boxes: Tensor[G, 4]; params: the stage's record
+        (or the ``rpn`` section it is picked from).
     """
+    settings = AnchorTargetParams.coerce(params)
     num_anchors, device = anchors.shape[0], anchors.device
     if gt_boxes.numel() == 0:
         labels = torch.full((num_anchors,), NEGATIVE, dtype=torch.int64, device=device)

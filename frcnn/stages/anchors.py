@@ -21,6 +21,9 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
+from frcnn.stages.backbone import Features
+from frcnn.stages.params import AnchorParams
+
 
 @dataclass(frozen=True)
 class Anchors:
@@ -105,3 +108,49 @@ def make_anchors(
     return Anchors(boxes, inside, level, tuple(generator.cell_anchors), tuple(tuple(g) for g in grid_sizes),
                    tuple(int(s) for s in strides), tuple(tuple(float(s) for s in lvl) for lvl in sizes),
                    tuple(float(r) for r in ratios))
+
+
+@dataclass(frozen=True)
+class TrainedAnchors:
+    """What the trained RPN head fixes: its anchor sizes per level and its ratios (the module's generator)."""
+
+    sizes: tuple[tuple[float, ...], ...]
+    ratios: tuple[float, ...]
+
+    @property
+    def num_per_location(self) -> list[int]:
+        return [len(s) * len(self.ratios) for s in self.sizes]
+
+
+def settings_anchors(params: AnchorParams, features: Features, padded_size: tuple[int, int],
+                     image_size: tuple[int, int], trained: TrainedAnchors) -> Anchors:
+    """The anchors ``params`` describe: on the model's own grids, or for a single-map model with a different
+    stride, on the grid of that stride (what the anchor pages show). On an FPN the sizes are shared out over
+    the levels (:func:`sizes_per_level`), or are the trained ones where they do not divide."""
+    device = features.maps[0].device
+    if len(features.maps) == 1:
+        stride = int(params.stride)
+        grid = features.shapes[0] if stride == features.strides[0] else grid_for_stride(padded_size, stride)
+        return make_anchors([params.sizes], params.ratios, [grid], [stride], image_size, device)
+    sizes = sizes_per_level(params.sizes, trained.sizes) or trained.sizes
+    n = len(sizes)
+    return make_anchors(sizes, params.ratios, features.shapes[:n], features.strides[:n], image_size, device)
+
+
+def rpn_anchors(anchors: Anchors, features: Features, image_size: tuple[int, int],
+                trained: TrainedAnchors) -> tuple[Anchors, str, str]:
+    """The anchors the RPN decodes: ``anchors`` if the trained head can (same number per location, grids and
+    strides), else the anchors it was trained with. Returns (anchors, "settings" | "model", a note why)."""
+    trained_k = trained.num_per_location
+    n = len(trained_k)
+    fits = (list(anchors.num_per_location) == trained_k and list(anchors.grid_sizes) == list(features.shapes[:n])
+            and list(anchors.strides) == list(features.strides[:n]))
+    if fits:
+        return anchors, "settings", ""
+    model_anchors = make_anchors(trained.sizes, trained.ratios, features.shapes[:n], features.strides[:n],
+                                 image_size, features.maps[0].device)
+    why = (f"the RPN head was trained with {trained_k[0]} anchors per location at stride "
+           f"{features.strides[0]}; the settings give {anchors.num_per_location[0]} at stride "
+           f"{anchors.strides[0]}, so proposals use the model's own anchors "
+           f"(sizes {list(trained.sizes)}, ratios {list(trained.ratios)})")
+    return model_anchors, "model", why

@@ -14,6 +14,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from frcnn.settings import RoISettings
+from frcnn.stages.params import DetectionParams
 from frcnn.stages.roi_targets import ROI_BOX_WEIGHTS
 
 MIN_DETECTION_SIZE = 1e-2  # torchvision drops empty boxes below this side (px)
@@ -29,9 +30,12 @@ class Detections:
 
 
 def detect(
-    rois: Tensor, class_logits: Tensor, box_deltas: Tensor, image_size: tuple[int, int], settings: RoISettings
+    rois: Tensor, class_logits: Tensor, box_deltas: Tensor, image_size: tuple[int, int],
+    params: DetectionParams | RoISettings,
 ) -> Detections:
-    """Args: rois (R, 4); class_logits (R, K); box_deltas (R, 4K); image_size (h, w)."""
+    """Args: rois (R, 4); class_logits (R, K); box_deltas (R, 4K); image_size (h, w); params: the stage's
+    record (or the ``roi`` section it is picked from)."""
+    settings = DetectionParams.coerce(params)
     num_rois, num_classes = class_logits.shape
     coder = BoxCoder(ROI_BOX_WEIGHTS)
     boxes = coder.decode(box_deltas, [rois]).reshape(num_rois, num_classes, 4)  # (R, K, 4)

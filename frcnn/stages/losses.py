@@ -8,7 +8,8 @@ The RoI head's terms are torchvision's ``fastrcnn_loss``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,8 @@ from torch import Tensor
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
 from frcnn.stages.anchor_targets import AnchorTargets
+from frcnn.stages.box_head import BoxHeadOutput
+from frcnn.stages.roi_targets import RoITargets
 
 SMOOTH_L1_BETA = 1.0 / 9.0
 
@@ -29,13 +32,14 @@ class Losses:
 
     @property
     def total(self) -> Tensor:
-        terms = [self.rpn_objectness, self.rpn_box, self.roi_classifier, self.roi_box]
-        return sum(t for t in terms if t is not None)
+        return sum(t for t in (getattr(self, k) for k in TERMS) if t is not None)
 
     def as_dict(self) -> dict[str, float | None]:
-        terms = {"rpn_objectness": self.rpn_objectness, "rpn_box": self.rpn_box,
-                 "roi_classifier": self.roi_classifier, "roi_box": self.roi_box, "total": self.total}
+        terms = {**{k: getattr(self, k) for k in TERMS}, "total": self.total}
         return {k: None if v is None else float(v) for k, v in terms.items()}
+
+
+TERMS: tuple[str, ...] = tuple(f.name for f in fields(Losses))  # the one list of the loss terms' names, in order
 
 
 def rpn_losses(objectness: Tensor, deltas: Tensor, targets: AnchorTargets) -> tuple[Tensor, Tensor]:
@@ -60,3 +64,16 @@ def roi_losses(
         zero = class_logits.sum() * 0
         return zero, zero
     return fastrcnn_loss(class_logits, box_deltas, [labels], [regression_targets])
+
+
+def four_losses(objectness: Tensor, deltas: Tensor, rpn_targets: AnchorTargets, r_targets: RoITargets,
+                head: Callable[[Tensor], BoxHeadOutput], num_classes: int) -> Losses:
+    """The stage: the RPN's two terms on the anchors it decoded (``rpn_targets``), and the head's two on the
+    sampled RoIs, ``head`` mapping RoIs (R, 4) to the box head's output (pooled as training pools them).
+    The RoI terms are None when a sampled label is not one of the model's ``num_classes``."""
+    rpn_cls, rpn_box = rpn_losses(objectness, deltas, rpn_targets)
+    if bool(((r_targets.labels < 0) | (r_targets.labels >= num_classes)).any()):
+        return Losses(rpn_cls, rpn_box, None, None)
+    out = head(r_targets.boxes)
+    roi_cls, roi_box = roi_losses(out.class_logits, out.box_deltas, r_targets.labels, r_targets.regression_targets)
+    return Losses(rpn_cls, rpn_box, roi_cls, roi_box)

@@ -13,6 +13,7 @@ image of (h, w) in its top-left corner. Boxes map between the two by the per-axi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from torchvision.transforms.v2.functional import resize
 
 from frcnn.errors import FrcnnError
 from frcnn.settings import InputSettings
+from frcnn.stages.params import PreprocessParams
 
 SIZE_DIVISIBLE = 32  # torchvision pads the batch to a multiple of this
 PRESHRINK = 2  # images over this many times the network input size (per side) are first shrunk as uint8
@@ -40,9 +42,11 @@ class Preprocessed:
 
 
 def preprocess(
-    image: Tensor, settings: InputSettings, image_mean: list[float], image_std: list[float]
+    image: Tensor, params: PreprocessParams | InputSettings, image_mean: list[float], image_std: list[float]
 ) -> Preprocessed:
-    """Args: image (3, H, W) uint8 or float in [0, 1], on the model's device."""
+    """Args: image (3, H, W) uint8 or float in [0, 1], on the model's device; params: the stage's record (or
+    the ``input`` section). Training calls it too, with the batch's drawn shorter side as ``min_size``."""
+    settings = PreprocessParams.coerce(params)
     H, W = int(image.shape[-2]), int(image.shape[-1])
     factor = network_scale((H, W), settings)
     if min(H, W) * factor < 1:  # torchvision's transform would make a 0-px side and fail
@@ -61,11 +65,22 @@ def preprocess(
     return Preprocessed(image_list.tensors, (int(h), int(w)), (H, W), (h / H, w / W))
 
 
-def network_scale(size: tuple[int, int], settings: InputSettings) -> float:
+def network_scale(size: tuple[int, int], settings: PreprocessParams | InputSettings) -> float:
     """The factor torchvision's transform resizes an image of ``size`` (H, W) by: shorter side to ``min_size``
     unless that takes the longer side over ``max_size``."""
     short, long = min(size), max(size)
     return min(settings.min_size / short, settings.max_size / long)
+
+
+def network_size(size: tuple[int, int], params: PreprocessParams | InputSettings
+                 ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """For an image of ``size`` (H, W): the (h, w) :func:`preprocess` resizes it to (torchvision floors the
+    resized sides) and the (Hp, Wp) of the padded network input, without touching any pixels."""
+    factor = network_scale(size, params)
+    resized = (max(1, int(size[0] * factor)), max(1, int(size[1] * factor)))
+    padded = (math.ceil(resized[0] / SIZE_DIVISIBLE) * SIZE_DIVISIBLE,
+              math.ceil(resized[1] / SIZE_DIVISIBLE) * SIZE_DIVISIBLE)
+    return resized, padded
 
 
 def to_original(boxes: Tensor, scale: tuple[float, float]) -> Tensor:

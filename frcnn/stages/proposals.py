@@ -23,6 +23,7 @@ from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_sm
 
 from frcnn.settings import RPNSettings
 from frcnn.stages.anchor_targets import RPN_BOX_WEIGHTS
+from frcnn.stages.params import ProposalParams
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,19 @@ def propose(
     deltas: Tensor,
     num_per_level: tuple[int, ...],
     image_size: tuple[int, int],
-    settings: RPNSettings,
+    params: ProposalParams | RPNSettings,
+    training: bool = False,
 ) -> Proposals:
-    """Args: anchors (A, 4); objectness (A,) logits; deltas (A, 4); image_size (h, w)."""
+    """Args: anchors (A, 4); objectness (A,) logits; deltas (A, 4); image_size (h, w); params: the stage's
+    record (or the ``rpn`` section it is picked from); ``training`` takes the training-time top-N counts."""
+    settings = ProposalParams.coerce(params)
+    pre_nms_top_n, post_nms_top_n = settings.top_n(training)
     objectness, deltas = objectness.detach(), deltas.detach()  # Faster R-CNN does not backprop here
     counts = {"anchors": int(anchors.shape[0])}
     top_idx = []
     offset = 0
     for n in num_per_level:  # top-N per level, as torchvision (one level for the paper's model)
-        k = min(settings.pre_nms_top_n, n)
+        k = min(pre_nms_top_n, n)
         top_idx.append(objectness[offset:offset + n].topk(k).indices + offset)
         offset += n
     idx = torch.cat(top_idx)  # (Q0,)
@@ -77,7 +82,7 @@ def propose(
     counts["score_thresh"] = int(idx.numel())
     keep = batched_nms(boxes, scores, level, settings.nms_thresh)  # sorted by score
     counts["nms"] = int(keep.numel())
-    keep = keep[:settings.post_nms_top_n]
+    keep = keep[:post_nms_top_n]
     counts["post_nms_top_n"] = int(keep.numel())
     return Proposals(boxes[keep], scores[keep], keep, boxes, scores, idx, level, counts)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,6 +37,12 @@ class PooledRoIs:
     spatial_scales: tuple[float, ...]  # per level, feature cells per input px (1/16 ...)
     op: str
     output_size: int
+    sampling_ratio: int = 2  # RoIAlign's samples per bin side (RoIPool has none)
+
+
+def pooled_levels(features: Features, names: Sequence[str]) -> tuple[int, ...]:
+    """Indices of the levels named ``names`` (the box head's ``featmap_names``) among ``features``; (0,) if none."""
+    return tuple(features.names.index(n) for n in names if n in features.names) or (0,)
 
 
 MIN_ROIS_PER_SHARD = 16
@@ -92,10 +98,10 @@ def pool_rois(
         return _sharded(lambda r: roi_align(fmap, [r], output_size, scale, sampling_ratio, aligned=False), fmap, rois)
 
     if len(maps) == 1:  # no gather into a zeroed (R, C, S, S) buffer
-        return PooledRoIs(pool(maps[0], boxes, scales[0]), boxes, level, scales, op, output_size)
+        return PooledRoIs(pool(maps[0], boxes, scales[0]), boxes, level, scales, op, output_size, sampling_ratio)
     out = boxes.new_zeros((len(boxes), maps[0].shape[1], output_size, output_size))
     for i, (fmap, scale) in enumerate(zip(maps, scales, strict=True)):
         idx = torch.where(level == i)[0]
         if idx.numel():
             out[idx] = pool(fmap, boxes[idx], scale)
-    return PooledRoIs(out, boxes, level, scales, op, output_size)
+    return PooledRoIs(out, boxes, level, scales, op, output_size, sampling_ratio)

@@ -23,6 +23,7 @@ from torchvision.models.detection._utils import BoxCoder, Matcher
 from frcnn.settings import RoISettings
 from frcnn.stages._iou import best_row_per_column
 from frcnn.stages._minibatch import sample_minibatch
+from frcnn.stages.params import RoITargetParams
 
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # torchvision's Fast R-CNN target scaling
 IGNORED = -1
@@ -42,8 +43,11 @@ class RoITargets:
     candidate_is_gt: Tensor  # (C,) bool
 
 
-def roi_targets(proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, settings: RoISettings) -> RoITargets:
-    """Args: proposals (P, 4); gt_boxes (G, 4); gt_labels (G,) int64 classes >= 1."""
+def roi_targets(proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                params: RoITargetParams | RoISettings) -> RoITargets:
+    """Args: proposals (P, 4); gt_boxes (G, 4); gt_labels (G,) int64 classes >= 1; params: the stage's record
+    (or the ``roi`` section it is picked from)."""
+    settings = RoITargetParams.coerce(params)
     device = proposals.device
     candidates = torch.cat([proposals.detach(), gt_boxes.to(proposals.dtype)])  # (C, 4)
     is_gt = torch.zeros(len(candidates), dtype=torch.bool, device=device)

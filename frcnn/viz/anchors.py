@@ -18,24 +18,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from frcnn.anchor_stats import (
-    Coverage,
-    anchor_coverage,
-    anchor_layout,
-    cell_layout,
-    location_centres,
-    nearest_location,
+from frcnn.analysis.anchor_stats import Coverage, anchor_layout, cell_layout, location_centres
+from frcnn.analysis.anchors import (
+    anchor_customdata,
+    anchors_mask,
+    cell_wanted,
+    per_cell,
+    pick_location,
+    positive_reasons,
+    sampled_mask,
 )
-from frcnn.stages.anchor_targets import POSITIVE_AS_BEST, POSITIVE_BY_IOU, positive_rule
-from frcnn.stages.anchors import Anchors
+from frcnn.analysis.naming import class_name
 from frcnn.trace import Trace
 from frcnn.viz.common import (
-    GROUND_TRUTH,
     HIGHLIGHT,
     IGNORED,
     NEGATIVE,
@@ -44,6 +45,7 @@ from frcnn.viz.common import (
     Layers,
     add_boxes,
     add_cell_shade,
+    add_ground_truth,
     add_points,
     as_numpy,
     compact,
@@ -85,100 +87,14 @@ def _hover_at_corner(fig: Canvas, boxes: np.ndarray, image_size: tuple[int, int]
 
 
 def _ground_truth(fig: Canvas, trace: Trace) -> None:
-    names = trace.class_names
     gt = as_numpy(trace.gt_boxes)
-    hover = [f"GT #{g} {names[int(lab)] if 0 < int(lab) < len(names) else int(lab)} · ({b[0]:.0f}, {b[1]:.0f})-"
+    hover = [f"GT #{g} {class_name(trace.class_names, lab)} · ({b[0]:.0f}, {b[1]:.0f})-"
              f"({b[2]:.0f}, {b[3]:.0f}) {b[2] - b[0]:.0f}×{b[3] - b[1]:.0f}"
              for g, (b, lab) in enumerate(zip(gt, trace.gt_labels.tolist(), strict=True))]
-    add_boxes(fig, gt, GROUND_TRUTH, "ground truth", width=3, hover=hover)
+    add_ground_truth(fig, gt, hover=hover)
 
 
 # ---------------------------------------------------------------------------------------------- anchors
-def anchor_counts(trace: Trace) -> dict[str, int | str]:
-    """Total, inside the image, anchors per location k (per level), and the grid of each level."""
-    a = trace.anchors
-    return {"total": int(len(a.boxes)), "inside": int(a.inside.sum()),
-            "per_location": " + ".join(str(k) for k in a.num_per_location),
-            "grid": " + ".join(f"{w}×{h}" for h, w in a.grid_sizes),
-            "stride": " + ".join(str(s) for s in a.strides)}
-
-
-def coverage(trace: Trace, inside_only: bool) -> Coverage:
-    """Each ground-truth box's best anchor among the settings' anchors (only those inside the image if asked).
-
-    The anchor targets stage has already found them when it masked the same anchors (``inside_only`` equal to
-    ``rpn.ignore_cross_boundary``); they are taken from there unless some box overlaps no usable anchor (the
-    stage then names an arbitrary anchor)."""
-    t = trace.anchor_targets
-    same_mask = inside_only == trace.settings.rpn.ignore_cross_boundary
-    if t is not None and same_mask and bool((t.best_iou_per_gt > 0).all()):
-        ties = t.ties_per_gt.cpu() if t.ties_per_gt is not None else None
-        return Coverage(t.best_anchor_per_gt.cpu(), t.best_iou_per_gt.cpu(), ties)
-    return anchor_coverage(trace.anchors.boxes, trace.gt_boxes, trace.anchors.inside if inside_only else None)
-
-
-def coverage_rows(trace: Trace, cov: Coverage) -> list[dict]:
-    """One row per ground-truth box: its class and size, and its best anchor's IoU, size, ratio and cell."""
-    lay = anchor_layout(trace.anchors, cov.best_anchor.clamp(min=0))  # (G,): each GT's best anchor
-    names = trace.class_names
-    ties = as_numpy(cov.ties) if cov.ties is not None else None  # known when the anchor targets found the best
-    rows = []
-    for g, (box, lab) in enumerate(zip(as_numpy(trace.gt_boxes), trace.gt_labels.tolist(), strict=True)):
-        i = int(cov.best_anchor[g])
-        ok = i >= 0
-        rows.append({"GT": g, "class": names[lab] if 0 < lab < len(names) else str(lab),
-                     "GT w×h": f"{box[2] - box[0]:.0f}×{box[3] - box[1]:.0f}",
-                     "best IoU": round(float(cov.best_iou[g]), 3),
-                     "anchors tied at it": int(ties[g]) if ties is not None else None,
-                     "anchor": i if ok else None,
-                     "anchor size": float(lay.size[g]) if ok else None,
-                     "anchor ratio": float(lay.ratio[g]) if ok else None,
-                     "cell (y, x)": f"({int(lay.iy[g])}, {int(lay.ix[g])})" if ok else ""})
-    return rows
-
-
-def pick_location(trace: Trace, point: tuple[float, float] | None, level: int = 0) -> tuple[int, int]:
-    """The grid cell (iy, ix) nearest ``point`` (x, y) in image pixels; the image's centre when None."""
-    if point is None:
-        h, w = trace.image_size
-        point = (w / 2, h / 2)
-    return nearest_location(trace.anchors, float(point[0]), float(point[1]), level)
-
-
-def anchors_mask(trace: Trace, level: int, sizes: Sequence[float] | None = None,
-                 ratios: Sequence[float] | None = None, inside_only: bool = False, every: int = 1,
-                 around: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Anchors of ``level`` with a size in ``sizes`` and a ratio in ``ratios`` (None: all), inside the image if
-    asked, at every ``every``-th location in both directions counted from the cell ``around``: Tensor[A] bool.
-
-    Each condition is on one axis of the level's (Hi, Wi, k) grid (rows, columns, the k anchors of a cell),
-    so the mask is their broadcast product, and the image test on top."""
-    a = trace.anchors
-    h, w = a.grid_sizes[level]
-    offset = a.level_start(level)
-    kind = _cell_wanted(a, level, sizes, ratios)  # (k,)
-    rows = (torch.arange(h) - around[0]) % every == 0  # (Hi,)
-    cols = (torch.arange(w) - around[1]) % every == 0  # (Wi,)
-    grid = (rows[:, None, None] & cols[None, :, None] & kind[None, None, :]).reshape(-1)  # (Hi*Wi*k,)
-    if inside_only:
-        grid &= a.inside[offset:offset + len(grid)].cpu()
-    keep = torch.zeros(len(a.boxes), dtype=torch.bool)
-    keep[offset:offset + len(grid)] = grid
-    return keep
-
-
-def _cell_wanted(anchors: Anchors, level: int, sizes: Sequence[float] | None,
-                 ratios: Sequence[float] | None) -> torch.Tensor:
-    """(k,) bool: the anchors of a location whose size is in ``sizes`` and ratio in ``ratios`` (None: all)."""
-    cell_size, cell_ratio = cell_layout(anchors, level)
-    wanted = torch.ones(len(cell_size), dtype=torch.bool)
-    if sizes is not None:
-        wanted &= torch.isin(cell_size, torch.tensor(list(sizes), dtype=cell_size.dtype))
-    if ratios is not None:
-        wanted &= torch.isin(cell_ratio, torch.tensor(list(ratios), dtype=cell_ratio.dtype))
-    return wanted
-
-
 # clickable location dots drawn at most, unless every location's anchors are drawn: each is an SVG marker that
 # plotly styles one by one on every redraw (1,000 -> 400 dots: the Anchors page's stride slider about 150 ms faster in
 # headless chromium on 2 cores); "Every n-th location" = 1 draws every centre
@@ -215,6 +131,46 @@ def centre_step(locations: int, every: int) -> int:
     return max(1, min(every, math.ceil(math.sqrt(locations / MAX_CENTRE_DOTS))))
 
 
+def _add_centres(fig: Canvas, centres: np.ndarray, width: int, every: int) -> None:
+    """The locations' centres (Hi * Wi, 2), every :func:`centre_step`-th in both directions, as clickable dots."""
+    step = centre_step(len(centres), every)
+    ci, cj = np.divmod(np.arange(len(centres)), width)
+    dots = np.flatnonzero((ci % step == 0) & (cj % step == 0))
+    shown = f"{len(centres):,}" + (f"; 1 in {step * step} drawn" if step > 1 else "")
+    add_points(fig, centres[dots, 0], centres[dots, 1], "#FFFFFF", f"anchor centres ({shown}): click one",
+               size=4, customdata=np.stack([ci[dots], cj[dots]], axis=1), hovertemplate=CENTRE_HOVER, opacity=0.6)
+    fig.data[-1].marker.line = dict(color="#333333", width=0.5)
+
+
+def _drawn_anchors(trace: Trace, level: int, sizes: Sequence[float] | None, ratios: Sequence[float] | None,
+                   scope: str, every: int, chosen: tuple[int, int],
+                   max_boxes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The anchors to draw: the chosen cell's (bold), the others of the lattice (D,) apart from them, and the
+    lattice's step (``every``, or sparser to stay under ``max_boxes``)."""
+    a = trace.anchors
+    here = as_numpy(a.location_index(level, *chosen))[as_numpy(cell_wanted(a, level, sizes, ratios))]
+    step = _thinned_step(trace, level, sizes, ratios, scope, every, chosen, len(here), max_boxes)
+    base = as_numpy(anchors_mask(trace, level, sizes, ratios, scope == "inside", step, chosen))
+    base[here] = False  # the chosen cell's anchors are drawn bold, apart
+    return here, np.flatnonzero(base), step
+
+
+def _add_best_anchors(fig: Canvas, trace: Trace, cov: Coverage) -> None:
+    """Each ground-truth box's best anchor (dashed), with its IoU, size, ratio and ties on hover."""
+    boxes = as_numpy(trace.anchors.boxes)
+    ok = as_numpy(cov.best_anchor) >= 0
+    best = as_numpy(cov.best_anchor)[ok]
+    lay = anchor_layout(trace.anchors, torch.as_tensor(best))
+    tied = as_numpy(cov.ties) if cov.ties is not None else None  # "best anchor" is often many anchors
+    hover = [f"GT #{g}: best anchor {i} · IoU {float(cov.best_iou[g]):.3f} · size {float(lay.size[n]):g} · "
+             f"ratio {float(lay.ratio[n]):g}"
+             + (f" · {int(tied[g])} anchors tied at this IoU" if tied is not None and tied[g] > 1 else "")
+             for n, (g, i) in enumerate(zip(np.flatnonzero(ok), best, strict=True))]
+    add_boxes(fig, boxes[best], HIGHLIGHT, "best anchor per GT", width=2.5, dash="dash")
+    _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
+                     text=hover, size=8)
+
+
 def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] | None = None, level: int = 0,
                    colour_by: str = "size", sizes: Sequence[float] | None = None,
                    ratios: Sequence[float] | None = None, scope: str = "inside", every: int = 8,
@@ -238,28 +194,16 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
     fig = Layers()  # every layer, added to the figure at once
     centres = as_numpy(location_centres(a, level))
     w = a.grid_sizes[level][1]
-    step = centre_step(len(centres), every)
-    ci, cj = np.divmod(np.arange(len(centres)), w)
-    dots = np.flatnonzero((ci % step == 0) & (cj % step == 0))
-    shown = f"{len(centres):,}" + (f"; 1 in {step * step} drawn" if step > 1 else "")
-    add_points(fig, centres[dots, 0], centres[dots, 1], "#FFFFFF", f"anchor centres ({shown}): click one",
-               size=4, customdata=np.stack([ci[dots], cj[dots]], axis=1), hovertemplate=CENTRE_HOVER, opacity=0.6)
-    fig.data[-1].marker.line = dict(color="#333333", width=0.5)
-
+    _add_centres(fig, centres, w, every)
     values = a.sizes[level] if colour_by == "size" else a.ratios
     wanted = sizes if colour_by == "size" else ratios
     shown_values = [v for v in values if wanted is None or v in wanted]
     offset, k = a.level_start(level), a.num_per_location[level]
     cell_size, cell_ratio = (as_numpy(t) for t in cell_layout(a, level))  # (k,) each
     cell_attr = cell_size if colour_by == "size" else cell_ratio
-    here = as_numpy(a.location_index(level, iy, ix))[as_numpy(_cell_wanted(a, level, sizes, ratios))]  # chosen
-    step_drawn = _thinned_step(trace, level, sizes, ratios, scope, every, (iy, ix), len(here), max_boxes)
-    base = as_numpy(anchors_mask(trace, level, sizes, ratios, scope == "inside", step_drawn, (iy, ix)))
-    base[here] = False  # the chosen cell's anchors are drawn bold, apart
-    base = np.flatnonzero(base)  # (D,) anchor indices
+    here, base, step_drawn = _drawn_anchors(trace, level, sizes, ratios, scope, every, (iy, ix), max_boxes)
     base_attr = cell_attr[(base - offset) % k]
     here_attr = cell_attr[(here - offset) % k]
-    inside = as_numpy(a.inside)
     boxes = as_numpy(a.boxes)
     drawn = 0
     for v in shown_values:
@@ -271,9 +215,7 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
             add_boxes(fig, boxes[layer], colour, label, width=1, opacity=LAYER_OPACITY, legendgroup=label)
         sel = here[here_attr == v]
         drawn += len(sel)
-        hover = [f"anchor {i} · size {cell_size[(i - offset) % k]:g} · ratio {cell_ratio[(i - offset) % k]:g} · "
-                 f"{boxes[i, 2] - boxes[i, 0]:.0f}×{boxes[i, 3] - boxes[i, 1]:.0f} px · "
-                 f"{'inside' if inside[i] else 'crosses the border'}" for i in sel]
+        hover = _chosen_hover(trace, sel, cell_size[(sel - offset) % k], cell_ratio[(sel - offset) % k])
         add_boxes(fig, boxes[sel], colour, f"{label} at the chosen cell", width=3, legendgroup=label,
                   showlegend=scope == "location")
         _hover_at_corner(fig, boxes[sel], trace.image_size, colour, label, label, text=hover)
@@ -282,23 +224,21 @@ def anchors_figure(image: np.ndarray, trace: Trace, point: tuple[float, float] |
                hover=[f"chosen cell ({iy}, {ix}) · centre ({cx:.0f}, {cy:.0f})"], opacity=1.0)
     if cov is not None and len(trace.gt_boxes):
         _ground_truth(fig, trace)
-        ok = as_numpy(cov.best_anchor) >= 0
-        best = as_numpy(cov.best_anchor)[ok]
-        lay = anchor_layout(a, torch.as_tensor(best))
-        tied = as_numpy(cov.ties) if cov.ties is not None else None  # "best anchor" is often many anchors
-        hover = [f"GT #{g}: best anchor {i} · IoU {float(cov.best_iou[g]):.3f} · size {float(lay.size[n]):g} · "
-                 f"ratio {float(lay.ratio[n]):g}"
-                 + (f" · {int(tied[g])} anchors tied at this IoU" if tied is not None and tied[g] > 1 else "")
-                 for n, (g, i) in enumerate(zip(np.flatnonzero(ok), best, strict=True))]
-        add_boxes(fig, boxes[best], HIGHLIGHT, "best anchor per GT", width=2.5, dash="dash")
-        _hover_at_corner(fig, boxes[best], trace.image_size, HIGHLIGHT, "best anchor per GT", "best anchor per GT",
-                         text=hover, size=8)
+        _add_best_anchors(fig, trace, cov)
     fig = fig.onto(figure)
     thinned = (f" · thinned to every {_ordinal(step_drawn)} location (at most {max_boxes:,} anchors drawn)"
                if step_drawn > every and scope != "location" else "")
     fig.update_layout(title=dict(text=f"{drawn:,} of {len(a.boxes):,} anchors drawn · chosen cell ({iy}, {ix})"
                                       + thinned, font=dict(size=14)), margin=dict(t=90))
     return _keep_unselected_look(fit_legend(fig))
+
+
+def _chosen_hover(trace: Trace, index: np.ndarray, size: np.ndarray, ratio: np.ndarray) -> list[str]:
+    """Hover text of the chosen cell's anchors ``index`` (N,) of sizes and ratios (N,) each."""
+    boxes, inside = as_numpy(trace.anchors.boxes), as_numpy(trace.anchors.inside)
+    return [f"anchor {i} · size {s:g} · ratio {r:g} · {boxes[i, 2] - boxes[i, 0]:.0f}×{boxes[i, 3] - boxes[i, 1]:.0f}"
+            f" px · {'inside' if inside[i] else 'crosses the border'}"
+            for i, s, r in zip(index, size, ratio, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------- anchor targets
@@ -319,35 +259,6 @@ MAX_REQUESTED_BOXES = 2000
 MAX_SHADE_CELLS = 8192
 
 
-def target_counts(trace: Trace) -> dict[str, int]:
-    """positive, negative, ignored, sampled_positive, sampled_negative (the trace's own counts)."""
-    c = trace.counts()
-    return {k: c[k] for k in ("positive", "negative", "ignored", "sampled_positive", "sampled_negative")}
-
-
-def anchor_customdata(trace: Trace, index: np.ndarray | None = None) -> np.ndarray:
-    """Per anchor (A, 15), or for the anchors ``index`` (N,) only (N, 15): index, IoU, matched GT, its box (4), tx,
-    ty, tw, th, the anchor's box (4)."""
-    t = trace.anchor_targets
-    n = len(trace.anchors.boxes)
-    index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64).reshape(-1)
-    a = as_numpy(trace.anchors.boxes)[index]
-    gt = as_numpy(trace.gt_boxes).reshape(-1, 4)
-    m = as_numpy(t.matched_gt)[index]
-    gbox = gt[np.clip(m, 0, None)] if len(gt) else np.full((len(index), 4), np.nan)
-    return np.column_stack([index, as_numpy(t.max_iou)[index], m, gbox,
-                            as_numpy(t.regression_targets)[index], a]).astype(np.float64)
-
-
-def sampled_mask(trace: Trace) -> np.ndarray:
-    """(A,) bool: the anchor is in the RPN minibatch."""
-    t = trace.anchor_targets
-    s = np.zeros(len(t.labels), dtype=bool)
-    s[as_numpy(t.sampled_positive)] = True
-    s[as_numpy(t.sampled_negative)] = True
-    return s
-
-
 def share(sizes: Sequence[int], cap: int) -> list[int]:
     """How many of each layer to draw, at most ``cap`` in all: an equal share each, a small layer's unused share
     going to the others (sizes 181,063 and 800 with a cap of 2,000: 1,200 and 800)."""
@@ -363,25 +274,6 @@ def spread(index: np.ndarray, cap: int) -> np.ndarray:
     if len(index) <= cap:
         return index
     return index[np.linspace(0, len(index) - 1, cap).round().astype(np.int64)]
-
-
-def _per_cell(trace: Trace, mask: np.ndarray):
-    """For each level holding anchors of ``mask``: (level, counts (Hi, Wi), best IoU (Hi, Wi), -1 where none)."""
-    a = trace.anchors
-    index = np.flatnonzero(mask)  # (M,)
-    lay = anchor_layout(a, torch.as_tensor(index))
-    iou = as_numpy(trace.anchor_targets.max_iou)[index]
-    level, iy, ix = as_numpy(lay.level), as_numpy(lay.iy), as_numpy(lay.ix)
-    for lvl in range(len(a.grid_sizes)):
-        sel = level == lvl
-        if not sel.any():
-            continue
-        h, w = a.grid_sizes[lvl]
-        loc = (iy * w + ix)[sel]
-        counts = np.bincount(loc, minlength=h * w)
-        best = np.full(h * w, -1.0)
-        np.maximum.at(best, loc, iou[sel])
-        yield lvl, counts.reshape(h, w), best.reshape(h, w)
 
 
 def _cell_name(trace: Trace, lvl: int) -> str:
@@ -405,7 +297,7 @@ def _location_shade(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, nam
     in blocks of b x b cells, said on hover, so a raster stays about 100 KB at most."""
     a = trace.anchors
     sy, sx = trace.preprocess.scale
-    levels = list(_per_cell(trace, mask))
+    levels = list(per_cell(trace, mask))
     # an FPN's levels overlap: each is fainter, so that all of them stacked tint the image as one level does
     opacity = tuple(1 - (1 - o) ** (1 / max(1, len(levels))) for o in opacity)
     for lvl, counts, best in levels:
@@ -431,7 +323,7 @@ def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name
                    symbol: str = "circle", size: float = 4, opacity: float = 0.5) -> None:
     """One marker per grid cell holding anchors of ``mask``, with their count and best IoU on hover."""
     a = trace.anchors
-    for lvl, counts, best in _per_cell(trace, mask):
+    for lvl, counts, best in per_cell(trace, mask):
         w, k = a.grid_sizes[lvl][1], a.num_per_location[lvl]
         where = np.flatnonzero(counts)
         xy = as_numpy(location_centres(a, lvl))[where]
@@ -440,6 +332,27 @@ def _location_dots(fig: Canvas, trace: Trace, mask: np.ndarray, color: str, name
                  f"of its {k} anchors {what} · best IoU %{{customdata[3]:.2f}}<extra></extra>")
         add_points(fig, xy[:, 0], xy[:, 1], color, f"{name}: {int(counts.sum()):,} (a dot per cell)", size=size,
                    symbol=symbol, customdata=compact(data), hovertemplate=hover, opacity=opacity)
+
+
+def _target_layer(fig: Canvas, trace: Trace, capped: list[str], mask: np.ndarray, color: str, name: str, label: str,
+                  width: float, opacity: float = 1.0, dash: str | None = None, hover_size: float = 6,
+                  visible: bool | str = True, cap: int | None = None) -> None:
+    """The anchors of ``mask`` (A,) as one layer of boxes (at most ``cap``, evenly spread; a capped layer says so in
+    ``capped``), with a hover marker each: IoU, GT, ``label``, the targets, and for positives the rule's words."""
+    boxes = as_numpy(trace.anchors.boxes)
+    index = np.flatnonzero(mask)
+    drawn = spread(index, cap) if cap is not None else index
+    if len(drawn) < len(index):
+        capped.append(f"{len(drawn):,} of {len(index):,} {name}")
+    add_boxes(fig, boxes[drawn], color, name, width=width, opacity=opacity, dash=dash, visible=visible,
+              total=len(index), legendgroup=name)
+    template = ANCHOR_HOVER.replace("{label}", label)
+    why = positive_reasons(trace, drawn) if label.startswith("positive") else None
+    if why is not None:  # which rule made each positive: the text line before the hover's <extra>
+        template = template.replace("<extra>", "<br>%{text}<extra>")
+    _hover_at_corner(fig, boxes[drawn], trace.image_size, color, name, name, text=why,
+                     customdata=compact(anchor_customdata(trace, drawn)),
+                     hovertemplate=template, size=hover_size, visible=visible)
 
 
 def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: bool = False,
@@ -460,25 +373,10 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
     fig = Layers()  # every layer, added to the figure at once
     labels = as_numpy(t.labels)
     sampled = sampled_mask(trace)
-    boxes = as_numpy(trace.anchors.boxes)
-    capped = []
+    capped: list[str] = []
 
-    def layer(mask: np.ndarray, color: str, name: str, label: str, width: float, opacity: float = 1.0,
-              dash: str | None = None, hover_size: float = 6, visible: bool | str = True,
-              cap: int | None = None) -> None:
-        index = np.flatnonzero(mask)
-        drawn = spread(index, cap) if cap is not None else index
-        if len(drawn) < len(index):
-            capped.append(f"{len(drawn):,} of {len(index):,} {name}")
-        add_boxes(fig, boxes[drawn], color, name, width=width, opacity=opacity, dash=dash, visible=visible,
-                  total=len(index), legendgroup=name)
-        template = ANCHOR_HOVER.replace("{label}", label)
-        why = positive_reasons(trace, drawn) if label.startswith("positive") else None
-        if why is not None:  # which rule made each positive: the text line before the hover's <extra>
-            template = template.replace("<extra>", "<br>%{text}<extra>")
-        _hover_at_corner(fig, boxes[drawn], trace.image_size, color, name, name, text=why,
-                         customdata=compact(anchor_customdata(trace, drawn)),
-                         hovertemplate=template, size=hover_size, visible=visible)
+    def layer(mask: np.ndarray, color: str, name: str, label: str, width: float, **style: Any) -> None:
+        _target_layer(fig, trace, capped, mask, color, name, label, width, **style)
 
     rest_neg = (labels == 0) & ~sampled
     ignored = labels == -1
@@ -509,60 +407,3 @@ def anchor_targets_figure(image: np.ndarray, trace: Trace, negatives_as_boxes: b
     return fig
 
 
-def positive_rows(trace: Trace) -> list[dict]:
-    """One row per positive anchor: index, minibatch, IoU, matched GT, tx, ty, tw, th, size, ratio."""
-    t = trace.anchor_targets
-    positives = np.flatnonzero(as_numpy(t.labels) == 1)
-    lay = anchor_layout(trace.anchors, torch.as_tensor(positives))
-    sampled = sampled_mask(trace)
-    data = anchor_customdata(trace, positives)
-    why = positive_reasons(trace, positives)
-    rows = []
-    for n, i in enumerate(positives):
-        d = data[n]
-        rows.append({"anchor": int(i), "in minibatch": bool(sampled[i]), "IoU": round(float(d[1]), 3),
-                     "GT": int(d[2]), "positive by": why[n], "size": float(lay.size[n]), "ratio": float(lay.ratio[n]),
-                     **{name: round(float(v), 4) for name, v in zip(("tx", "ty", "tw", "th"), d[7:11], strict=True)}})
-    return rows
-
-
-def positive_reasons(trace: Trace, index: np.ndarray) -> list[str]:
-    """For each anchor of ``index`` (positives), the rule that made it positive, in words: its IoU reached the
-    positive threshold, or it is (one of the tied) best anchor(s) of GT box k (the low-quality rule)."""
-    t, s = trace.anchor_targets, trace.settings.rpn
-    index = np.asarray(index, dtype=np.int64).reshape(-1)
-    rule = as_numpy(positive_rule(t, s.fg_iou_thresh))[index]
-    iou = as_numpy(t.max_iou)[index]
-    best_of = as_numpy(t.best_of_gt)[index] if t.best_of_gt is not None else np.full(len(index), -1)
-    ties = as_numpy(t.ties_per_gt) if t.ties_per_gt is not None else np.zeros(0, dtype=np.int64)
-    best_iou = as_numpy(t.best_iou_per_gt)
-    out = []
-    for r, v, g in zip(rule, iou, best_of, strict=True):
-        tie = (f"one of {int(ties[g])} anchors tied at IoU {float(best_iou[g]):.3f}" if int(ties[g]) > 1
-               else f"IoU {float(best_iou[g]):.3f}") if g >= 0 else ""
-        if r == POSITIVE_BY_IOU:
-            also = f" (also a best anchor of GT #{int(g)}: {tie})" if g >= 0 else ""
-            out.append(f"positive by IoU {float(v):.3f} ≥ θfg {s.fg_iou_thresh:g}{also}")
-        elif r == POSITIVE_AS_BEST:
-            out.append(f"positive as the best anchor of GT #{int(g)} ({tie}; below θfg {s.fg_iou_thresh:g})")
-        else:
-            out.append("not positive")
-    return out
-
-
-def best_anchor_ties(trace: Trace) -> list[dict]:
-    """One row per GT box: its best IoU with any (usable) anchor, how many anchors tie at it, and how many of them
-    are positive only by the low-quality rule (their IoU is below the positive threshold)."""
-    t, s = trace.anchor_targets, trace.settings.rpn
-    if t is None or t.ties_per_gt is None:
-        return []
-    rule = as_numpy(positive_rule(t, s.fg_iou_thresh))
-    best_of = as_numpy(t.best_of_gt)
-    names = trace.class_names
-    rows = []
-    for g, (iou, ties, label) in enumerate(zip(as_numpy(t.best_iou_per_gt), as_numpy(t.ties_per_gt),
-                                               trace.gt_labels.tolist(), strict=True)):
-        rows.append({"GT": g, "class": names[int(label)] if 0 < int(label) < len(names) else str(int(label)),
-                     "best IoU": round(float(iou), 3), "anchors tied at it": int(ties),
-                     "positive only as best": int(((rule == POSITIVE_AS_BEST) & (best_of == g)).sum())})
-    return rows

@@ -1,41 +1,22 @@
 """Backbone features: the feature map's grid over the image (the stride made visible) and activation
-heatmaps (mean over channels, or one channel) overlaid on the image."""
+heatmaps (mean over channels, or one channel) overlaid on the image; the numbers come from
+:mod:`frcnn.analysis.features`."""
 
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
+from frcnn.analysis.features import cell_size, feature_map_values
 from frcnn.trace import Trace
 from frcnn.viz.common import HIGHLIGHT, add_heatmap, add_path, image_figure, segments_path
-
-
-def cell_size(trace: Trace, level: int = 0) -> tuple[float, float]:
-    """(height, width) of one feature cell in original-image pixels: the stride divided by the resize scale."""
-    stride = trace.features.strides[level]
-    sy, sx = trace.preprocess.scale
-    return stride / sy, stride / sx
-
-
-def activation_map(trace: Trace, level: int = 0, channel: int | None = None) -> np.ndarray:
-    """(Hi, Wi) mean activation over channels, or one channel's, of a feature level."""
-    fmap = trace.features.maps[level][0]  # (C, Hi, Wi)
-    values = fmap.mean(dim=0) if channel is None else fmap[channel]
-    return values.detach().float().cpu().numpy()
-
-
-def top_channels(trace: Trace, level: int = 0, k: int = 8) -> list[int]:
-    """The k channels with the highest mean activation (the most active, a useful first look)."""
-    fmap = trace.features.maps[level][0]
-    return torch.topk(fmap.mean(dim=(1, 2)), min(k, fmap.shape[0])).indices.tolist()
 
 
 def feature_figure(image: np.ndarray, trace: Trace, level: int = 0, channel: int | None = None,
                    opacity: float = 0.55, show_grid: bool = True, height: int = 620) -> go.Figure:
     """The image, the activation heatmap of one level over it, and the cell grid (every cell = one stride)."""
     fig = image_figure(image, height=height)
-    values = activation_map(trace, level, channel)
+    values = feature_map_values(trace, level, channel)
     ch, cw = cell_size(trace, level)
     what = "mean over channels" if channel is None else f"channel {channel}"
     add_heatmap(fig, values, (ch, cw), name=what, opacity=opacity, colorscale="Inferno",

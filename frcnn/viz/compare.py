@@ -1,5 +1,5 @@
-"""Two traces of one image side by side: the boxes each has that the other lacks, the counts that differ,
-and sweep curves."""
+"""Two traces of one image side by side: the boxes each has that the other lacks (found by
+:func:`frcnn.analysis.compare.only_in`), and the sweep curves of :mod:`frcnn.analysis.sweeps`. Only draws."""
 
 from __future__ import annotations
 
@@ -8,57 +8,36 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-from frcnn.stages._iou import iou_chunks
-from frcnn.sweeps import Sweep
+from frcnn.analysis.compare import only_in, what_boxes
+from frcnn.analysis.naming import class_name
+from frcnn.analysis.sweeps import Sweep
 from frcnn.trace import Trace
-from frcnn.viz.common import add_boxes, image_figure
+from frcnn.viz.common import add_boxes, add_ground_truth, image_figure
 
-SAME_IOU = 0.9  # boxes (of one class) overlapping this much count as the same box in both traces
 COMMON, ONLY_HERE = "#8c8c8c", "#ff7f0e"
 
 
-def only_in(boxes: Tensor, labels: Tensor | None, other: Tensor, other_labels: Tensor | None,
-            same_iou: float = SAME_IOU) -> Tensor:
-    """(N,) bool: the boxes with no box of the same label in ``other`` at IoU >= ``same_iou``."""
-    if len(boxes) == 0 or len(other) == 0:
-        return torch.ones(len(boxes), dtype=torch.bool)
-    best = torch.zeros(len(boxes))
-    for start, iou in iou_chunks(boxes.float().cpu(), other.float().cpu()):  # (n, M), memory bounded at any N
-        if labels is not None and other_labels is not None:
-            same = labels.cpu()[start:start + len(iou), None] == other_labels.cpu()[None, :]
-            iou = torch.where(same, iou, 0.0)
-        best[start:start + len(iou)] = iou.max(dim=1).values
-    return best < same_iou
-
-
-def what_boxes(trace: Trace, stage: str) -> tuple[Tensor, Tensor | None, Tensor]:
-    """(boxes, labels or None, scores) of ``stage``: "proposals" or "detections"."""
-    if stage == "proposals":
-        return trace.proposals.boxes, None, trace.proposals.scores
-    d = trace.detections
-    return d.boxes, d.labels, d.scores
-
-
 def comparison_figure(image: np.ndarray, trace: Trace, other: Trace, stage: str, title: str,
-                      height: int = 520) -> go.Figure:
-    """``trace``'s boxes of ``stage``: those the other trace has too in grey, those only here in orange."""
+                      height: int = 520, only_here: Tensor | None = None) -> go.Figure:
+    """``trace``'s boxes of ``stage``: those the other trace has too in grey, those only here in orange.
+    ``only_here``: (N,) bool, :func:`only_in` of these boxes against the other trace's (computed when not given)."""
     boxes, labels, scores = what_boxes(trace, stage)
-    o_boxes, o_labels, _ = what_boxes(other, stage)
-    mine = only_in(boxes, labels, o_boxes, o_labels)
+    if only_here is None:
+        only_here = only_in(boxes, labels, *what_boxes(other, stage)[:2])
     fig = image_figure(image, height=height, title=title)
-    names = trace.class_names
-    hover = [f"{names[int(labels[i])] if labels is not None else 'proposal'} {float(scores[i]):.2f}"
-             for i in range(len(boxes))]
-    for mask, colour, name in ((~mine, COMMON, "in both"), (mine, ONLY_HERE, "only here")):
+    hover = [f"{class_name(trace.class_names, int(labels[i])) if labels is not None else 'proposal'} "
+             f"{float(scores[i]):.2f}" for i in range(len(boxes))]
+    for mask, colour, name in ((~only_here, COMMON, "in both"), (only_here, ONLY_HERE, "only here")):
         idx = torch.where(mask)[0]
         add_boxes(fig, boxes[idx], colour, name, width=2.5 if colour == ONLY_HERE else 1.2,
                   hover=[hover[i] for i in idx.tolist()])
     if len(trace.gt_boxes):
-        add_boxes(fig, trace.gt_boxes, "#2ca02c", "ground truth", width=1.5, dash="dot")
+        add_ground_truth(fig, trace.gt_boxes)
     return fig
 
 
 def sweep_figure(result: Sweep, metrics: tuple[str, ...], height: int = 360) -> go.Figure:
+    """One line a metric of ``result`` against the swept value, on [0, 1]."""
     fig = go.Figure()
     for name in metrics:
         fig.add_trace(go.Scatter(x=result.values, y=result.metrics[name], mode="lines+markers", name=name,

@@ -15,11 +15,10 @@ import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
-from frcnn.proposal_stats import NMSState, objectness_per_location, recall_curve
+from frcnn.analysis.proposals import NMSState, objectness_per_location, recall_curve
 from frcnn.settings import RPNSettings
 from frcnn.trace import Trace
 from frcnn.viz.common import (
-    GROUND_TRUTH,
     HIGHLIGHT,
     IGNORED,
     KEPT,
@@ -28,6 +27,7 @@ from frcnn.viz.common import (
     SUPPRESSED,
     add_box_labels,
     add_boxes,
+    add_ground_truth,
     add_heatmap,
     as_numpy,
     image_figure,
@@ -44,8 +44,8 @@ def _box_text(b: np.ndarray) -> str:
 
 def _add_gt(fig: go.Figure, trace: Trace) -> None:
     if len(trace.gt_boxes):
-        add_boxes(fig, trace.gt_boxes, GROUND_TRUTH, "ground truth", width=2.5,
-                  hover=[f"ground truth {i}: {_box_text(b)}" for i, b in enumerate(as_numpy(trace.gt_boxes))])
+        add_ground_truth(fig, trace.gt_boxes,
+                         hover=[f"ground truth {i}: {_box_text(b)}" for i, b in enumerate(as_numpy(trace.gt_boxes))])
 
 
 def level_label(trace: Trace, level: int) -> str:

@@ -1,28 +1,29 @@
 """RoI sampling and RoI pooling: the foreground / background minibatch against the ground truth, and for one
 RoI its pooled S x S grid with RoIPool and RoIAlign side by side, with both ops' bins drawn on the feature map
-so RoIPool's rounding to whole cells is visible. Also the detections table of the Fast R-CNN head.
+so RoIPool's rounding to whole cells is visible. Also the detections table of the Fast R-CNN head. The figures
+draw what :mod:`frcnn.analysis.roi` computed (the pick, the pooled RoI :class:`PooledRoI`) and the matching they
+are given; nothing here runs a stage.
 
 Names: R sampled RoIs (``trace.roi_targets``), C candidates (proposals then GT boxes), P proposals, S the
 pooled grid side, K channels. Boxes are (x1, y1, x2, y2) in original-image pixels unless said otherwise;
-the bin figures are in feature coordinates (cell (i, j) centred on (y, x) = (i, j); see ``frcnn.roi_grid``).
+the bin figures are in feature coordinates (cell (i, j) centred on (y, x) = (i, j); see
+``frcnn.analysis.roi_grid``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from torch import Tensor
 
-from frcnn.roi_grid import RoIAlignGrid, RoIPoolGrid, roi_align_grid, roi_pool_grid
-from frcnn.stages.preprocess import to_network
-from frcnn.stages.roi_pooling import pool_rois
+from frcnn.analysis.features import feature_map_values
+from frcnn.analysis.matching import Matching, match_detections
+from frcnn.analysis.naming import class_name
+from frcnn.analysis.roi import PooledRoI, roi_boxes
 from frcnn.trace import Trace
 from frcnn.viz.common import (
-    GROUND_TRUTH,
     HIGHLIGHT,
     IGNORED,
     KEPT,
@@ -30,6 +31,7 @@ from frcnn.viz.common import (
     POSITIVE,
     SUPPRESSED,
     add_boxes,
+    add_ground_truth,
     add_points,
     as_numpy,
     box_hover,
@@ -38,7 +40,6 @@ from frcnn.viz.common import (
     image_figure,
     with_system_font,
 )
-from frcnn.viz.detections import match_detections
 
 ALIGN_COLOR = KEPT  # blue: RoIAlign's exact bins (RoIPool's are orange, HIGHLIGHT)
 EXACT_COLOR = SUPPRESSED  # pink: the RoI itself, unrounded
@@ -50,31 +51,10 @@ USED = " · used by the detector"
 
 
 def _class_name(trace: Trace, label: int) -> str:
-    names = trace.class_names
-    if label == 0:
-        return "background"
-    return names[label] if 0 < label < len(names) else f"class {label}"
+    return class_name(trace.class_names, label)
 
 
 # ------------------------------------------------------------------------------------------ the RoIs
-def roi_counts(trace: Trace) -> dict[str, int]:
-    """Foreground / background RoIs in the minibatch, and the candidates' labels before the draw."""
-    t = trace.roi_targets
-    if t is None:
-        return {"proposals": int(len(trace.proposals.boxes))}
-    cand = t.candidate_labels
-    return {"foreground": int((t.labels > 0).sum()), "background": int((t.labels == 0).sum()),
-            "candidates": int(len(cand)), "candidates_foreground": int((cand > 0).sum()),
-            "candidates_background": int((cand == 0).sum()), "ignored": int((cand < 0).sum()),
-            "gt_in_minibatch": int(t.candidate_is_gt[t.sampled].sum())}
-
-
-def roi_boxes(trace: Trace) -> Tensor:
-    """(N, 4) the RoIs one can pick: the sampled minibatch with ground truth, else the proposals."""
-    t = trace.roi_targets
-    return (t.boxes if t is not None else trace.proposals.boxes).detach().cpu()
-
-
 def roi_descriptions(trace: Trace) -> list[str]:
     """One line per pickable RoI (same order as :func:`roi_boxes`): kind, class, IoU or objectness, box."""
     t = trace.roi_targets
@@ -90,21 +70,6 @@ def roi_descriptions(trace: Trace) -> list[str]:
         source = " (a GT box)" if gt else ""
         out.append(f"RoI #{i} {kind}{source} · {_class_name(trace, label)} · IoU {iou:.2f} · {h}")
     return out
-
-
-def default_roi(trace: Trace) -> int:
-    """The best foreground proposal (highest IoU; a GT box itself only when no proposal is foreground), else
-    the first RoI (without ground truth: the top-scoring proposal)."""
-    t = trace.roi_targets
-    if t is None or len(t.labels) == 0:
-        return 0
-    fg = (t.labels > 0).cpu()
-    is_gt = t.candidate_is_gt[t.sampled].cpu()
-    ious = t.ious.detach().cpu().float()
-    for pool in (fg & ~is_gt, fg):
-        if bool(pool.any()):
-            return int(torch.where(pool, ious, torch.full_like(ious, -1.0)).argmax())
-    return 0
 
 
 def sampling_figure(image: np.ndarray, trace: Trace, selected: int | None = None, height: int = 620) -> go.Figure:
@@ -131,8 +96,8 @@ def sampling_figure(image: np.ndarray, trace: Trace, selected: int | None = None
         fg = (t.labels > 0).cpu().numpy()
         add_boxes(fig, boxes[~fg], NEGATIVE, "background RoIs", width=1, opacity=0.45,
                   hover=[h for h, k in zip(text, fg, strict=True) if not k], customdata=index[~fg].tolist())
-        add_boxes(fig, trace.gt_boxes.cpu(), GROUND_TRUTH, "ground truth", width=3,
-                  hover=[f"GT #{i} {_class_name(trace, int(lab))}" for i, lab in enumerate(trace.gt_labels)])
+        add_ground_truth(fig, trace.gt_boxes.cpu(),
+                         hover=[f"GT #{i} {_class_name(trace, int(lab))}" for i, lab in enumerate(trace.gt_labels)])
         add_boxes(fig, boxes[fg], POSITIVE, "foreground RoIs", width=2.5,
                   hover=[h for h, k in zip(text, fg, strict=True) if k], customdata=index[fg].tolist())
     if selected is not None and 0 <= selected < len(boxes):
@@ -155,58 +120,6 @@ def clicked_roi(selection: dict | None) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ pooling
-@dataclass(frozen=True)
-class PooledRoI:
-    """One RoI pooled both ways from the feature level it maps to."""
-
-    box: Tensor  # (4,) original-image pixels
-    box_input: Tensor  # (4,) network-input pixels
-    level: int  # index into trace.features.maps
-    spatial_scale: float  # feature cells per input pixel
-    roi_pool: Tensor  # (K, S, S)
-    roi_align: Tensor  # (K, S, S)
-    pool_grid: RoIPoolGrid
-    align_grid: RoIAlignGrid
-
-    @property
-    def output_size(self) -> int:
-        return int(self.roi_pool.shape[-1])
-
-    def most_active_channel(self) -> int:
-        """The channel with the highest mean RoIAlign output in this RoI (a useful first look)."""
-        return int(self.roi_align.mean(dim=(1, 2)).argmax())
-
-    def pooled(self, op: str, channel: int | None = None) -> np.ndarray:
-        """(S, S) the op's output, averaged over channels or one channel."""
-        grid = self.roi_pool if op == "roi_pool" else self.roi_align
-        return as_numpy(grid.mean(0) if channel is None else grid[channel]).astype(np.float64)
-
-
-def pool_roi(trace: Trace, box: Tensor, output_size: int, sampling_ratio: int,
-             pooled_levels: tuple[int, ...] | None = None) -> PooledRoI:
-    """Pool ``box`` (4,) (original pixels) from ``trace.features`` with torchvision's roi_pool and roi_align.
-
-    ``pooled_levels``: the feature levels the RoI head pools from (default: the first as many levels as the
-    trace pooled from, which is the model's for the single map and for torchvision's FPNs).
-    """
-    if pooled_levels is None:
-        pooled_levels = tuple(range(len(trace.roi_pooling.spatial_scales)))
-    box = box.detach().cpu().float().reshape(4)
-    feats = trace.features
-    box_input = to_network(box[None].to(feats.maps[0].device), trace.preprocess.scale)  # (1, 4)
-    size = trace.preprocess.image_size
-    with torch.inference_mode():
-        pooled = pool_rois(feats, box_input, size, "roi_pool", output_size, sampling_ratio, pooled_levels)
-        aligned = pool_rois(feats, box_input, size, "roi_align", output_size, sampling_ratio, pooled_levels)
-    which = int(pooled.level[0])
-    level, scale = pooled_levels[which], pooled.spatial_scales[which]
-    fshape = feats.shapes[level]
-    box_input = box_input[0].cpu()
-    return PooledRoI(box, box_input, level, scale, pooled.features[0].cpu(), aligned.features[0].cpu(),
-                     roi_pool_grid(box_input, scale, output_size, fshape),
-                     roi_align_grid(box_input, scale, output_size, sampling_ratio))
-
-
 def used_text(used: bool, size: int, head_size: int | None) -> str:
     """What a panel of the op ``roi.pool`` names says: used by the detector, or, when the panels' size S is not
     the box head's own (the head takes only the size it was trained on, so detections pool at that size), the
@@ -270,12 +183,6 @@ def pooled_figure(pooled: PooledRoI, op: str, channel: int | None = None, used: 
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
                       title=f"{POOL_OPS[op]} output {s}×{s} ({what}){used_text(used, s, head_size)}")
     return with_system_font(fig)
-
-
-def feature_map_values(trace: Trace, level: int, channel: int | None = None) -> np.ndarray:
-    """(H, W) one feature level, averaged over channels or one channel."""
-    fmap = trace.features.maps[level][0]  # (K, H, W)
-    return as_numpy((fmap.mean(0) if channel is None else fmap[channel]).float()).astype(np.float64)
 
 
 def _window(pooled: PooledRoI, shape: tuple[int, int], margin: int = 2) -> tuple[int, int, int, int]:
@@ -350,18 +257,20 @@ def feature_bins_figure(trace: Trace, pooled: PooledRoI, op: str, channel: int |
 
 
 # ------------------------------------------------------------------------------------------ detections
-def detections_rows(trace: Trace, iou_thresh: float = 0.5) -> list[dict]:
+def detections_rows(trace: Trace, iou_thresh: float = 0.5, matching: Matching | None = None) -> list[dict]:
     """One row per detection, best first: class, score, box, and with ground truth whether it is a true
     positive at ``iou_thresh``, and the GT box it is about: the one it matched (a TP), else the one of any class
     it overlaps most, with that IoU (so ground truth in classes the model does not know still shows the
-    overlap: such a detection is a false positive with a high IoU and the GT's class beside it)."""
+    overlap: such a detection is a false positive with a high IoU and the GT's class beside it).
+    ``matching``: :func:`match_detections` of all the trace's detections at ``iou_thresh`` (computed when not
+    given)."""
     d = trace.detections
     boxes = d.boxes.detach().cpu()
     rows = [{"class": _class_name(trace, int(lab)), "score": round(float(s), 4),
              "x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1), "x2": round(float(b[2]), 1),
              "y2": round(float(b[3]), 1)} for lab, s, b in zip(d.labels.tolist(), d.scores.cpu(), boxes, strict=True)]
     if len(trace.gt_boxes):
-        m = match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou_thresh)
+        m = matching or match_detections(d.boxes, d.scores, d.labels, trace.gt_boxes, trace.gt_labels, iou_thresh)
         gt_labels = trace.gt_labels.tolist()
         for row, tp, iou, gt, o_gt, o_iou in zip(rows, m.true_positive.tolist(), m.iou.tolist(),
                                                  m.matched_gt.tolist(), m.overlap_gt.tolist(),

@@ -6,12 +6,14 @@ where a missing browser is a failure. The server is started on a free port; only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def app_url():
+    """One server for the whole run."""
+    with serve() as url:
+        yield url
+
+
+@pytest.fixture()
+def fresh_app_url():
+    """A server of its own that no session has opened yet (what a shared link meets after a restart)."""
+    with serve() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve() -> Iterator[str]:
+    """``streamlit run app.py`` on a free port, offline; yields its URL once it answers, then ends that process."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
