@@ -26,17 +26,16 @@ IoUs. Reading an uploaded file is one call that cannot be asked; a cancelled job
 
 Threads: a job's fields are written by its own thread; its state changes under its own lock; the queue's
 lists change under the queue's lock, which may take a job's lock, never the other way round (a job tells the
-queue it ended after releasing its own). At exit every running job is stopped (``_stop_all``).
+queue it ended after releasing its own). At exit every running job is stopped (``frcnn.jobs._stop_all``, one
+for both kinds of job).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,7 +53,7 @@ from frcnn.anchor_fit import (
 from frcnn.data.annotations import load_coco_dataset_boxes
 from frcnn.data.dataset import ShapesScenes
 from frcnn.errors import FrcnnError
-from frcnn.jobs import SlotQueue, _env_int, _minutes
+from frcnn.jobs import _LIVE, BackgroundJob, SlotQueue, _env_int, _minutes, process_one
 from frcnn.lru import BoundedLRU
 from frcnn.settings import Settings
 
@@ -192,26 +191,7 @@ def compute_fit(request: FitRequest, cache: FitCache, phase: Phase | None = None
     return result
 
 
-_LIVE: weakref.WeakSet[FitJob] = weakref.WeakSet()  # started jobs, stopped at exit
-
-
-def _stop_all(timeout: float = 5.0) -> None:
-    """At exit: stop every running job and wait up to ``timeout`` seconds in all (a thread left inside torch
-    while the interpreter finalizes aborts the process)."""
-    jobs = [j for j in list(_LIVE) if j.running]
-    for job in jobs:
-        job.cancel("the process stopped")
-    deadline = time.monotonic() + timeout
-    for job in jobs:
-        job.join(max(0.0, deadline - time.monotonic()))
-
-
-atexit.register(_stop_all)
-
-ACTIVE = ("queued", "running")  # the states in which a job holds its owner's one place
-
-
-class FitJob:
+class FitJob(BackgroundJob):
     """One anchor fit in a background thread.
 
     ``status``: "queued", "running", "done" (``result``), "failed" (``error``) or "cancelled" (``note`` says
@@ -304,20 +284,6 @@ class FitJob:
             self.status = "cancelled"
         self._end()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until the job has ended (a queued one waits for its turn and its run)."""
-        if self._ended.wait(timeout) and self._thread.ident is not None:
-            self._thread.join(1.0)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def active(self) -> bool:
-        """Queued or running: the job holds its owner's one place until it has ended."""
-        return self.status in ACTIVE and not self._ended.is_set()
-
     @property
     def cancelling(self) -> bool:
         """Asked to stop, still running until its next check."""
@@ -375,14 +341,4 @@ class FitQueue(SlotQueue):
         super().shutdown(timeout)
 
 
-_SERVER_QUEUE: FitQueue | None = None
-_SERVER_LOCK = threading.Lock()
-
-
-def server_fit_queue() -> FitQueue:
-    """The fit queue (and its cache) of this process, with the bounds above; created on first use."""
-    global _SERVER_QUEUE
-    with _SERVER_LOCK:
-        if _SERVER_QUEUE is None:
-            _SERVER_QUEUE = FitQueue()
-        return _SERVER_QUEUE
+server_fit_queue = process_one(FitQueue)  # the fit queue (and its cache) of this process, with the bounds above

@@ -37,7 +37,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch.utils.data import Dataset
 
@@ -61,6 +61,7 @@ MAX_TRAINING_STEPS = _env_int("FRCNN_MAX_TRAINING_STEPS", 5_000)  # steps of one
 MAX_RUN_SECONDS = 60 * _env_int("FRCNN_MAX_TRAINING_MINUTES", 60)  # a job's slot, then it stops (resumable)
 IDLE_SECONDS = 60 * _env_int("FRCNN_TRAINING_IDLE_MINUTES", 10)  # owner unseen this long: the job stops
 
+T = TypeVar("T")
 ACTIVE = ("queued", "running")  # the states in which a job holds its owner's one place
 
 
@@ -68,7 +69,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
-_LIVE: weakref.WeakSet[TrainingJob] = weakref.WeakSet()  # started jobs, stopped at exit
+_LIVE: weakref.WeakSet[BackgroundJob] = weakref.WeakSet()  # started jobs (training, anchor fit), stopped at exit
 
 
 def _stop_all(timeout: float = 10.0) -> None:
@@ -86,7 +87,30 @@ def _stop_all(timeout: float = 10.0) -> None:
 atexit.register(_stop_all)
 
 
-class TrainingJob:
+class BackgroundJob:
+    """What a job of a :class:`SlotQueue` (a training run, an anchor fit) shares: its thread, its ``status`` and the
+    event set when it has ended."""
+
+    status: str
+    _thread: threading.Thread
+    _ended: threading.Event
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the job has ended (a queued job waits for its turn and its run)."""
+        if self._ended.wait(timeout) and self._thread.ident is not None:
+            self._thread.join(1.0)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the job holds its owner's one place until it has ended."""
+        return self.status in ACTIVE and not self._ended.is_set()
+
+
+class TrainingJob(BackgroundJob):
     """One training run in a background thread.
 
     ``status``: "queued" (waiting for a place in its :class:`JobQueue`), "running", "stopped" (resumable),
@@ -188,20 +212,6 @@ class TrainingJob:
     def _remove_folder(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until the job has ended (a queued job waits for its turn and its run)."""
-        if self._ended.wait(timeout) and self._thread.ident is not None:
-            self._thread.join(1.0)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def active(self) -> bool:
-        """Queued or running: the job holds its owner's one place."""
-        return self.status in ACTIVE and not self._ended.is_set()
 
     @property
     def step(self) -> int:
@@ -376,14 +386,18 @@ class JobQueue(SlotQueue):
 
 
 
-_SERVER_QUEUE: JobQueue | None = None
-_SERVER_LOCK = threading.Lock()
+def process_one(make: Callable[[], T]) -> Callable[[], T]:
+    """A function giving this process's one ``make()``, made on its first call (under a lock: one, whatever the
+    threads)."""
+    lock, made = threading.Lock(), []
+
+    def get() -> T:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get
 
 
-def server_queue() -> JobQueue:
-    """The queue of this process, with the bounds above; created on first use."""
-    global _SERVER_QUEUE
-    with _SERVER_LOCK:
-        if _SERVER_QUEUE is None:
-            _SERVER_QUEUE = JobQueue()
-        return _SERVER_QUEUE
+server_queue = process_one(JobQueue)  # the queue of this process, with the bounds above
