@@ -25,7 +25,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frcnn import Tracer, load_model  # noqa: E402
+from frcnn.analysis.anchors import coverage  # noqa: E402
 from frcnn.analysis.proposals import nms_state, replay, top_candidates  # noqa: E402
+from frcnn.analysis.roi import default_roi, pool_roi, roi_boxes  # noqa: E402
 from frcnn.analysis.sweeps import proposal_recall_sweep  # noqa: E402
 from frcnn.data import list_samples, load_sample  # noqa: E402
 from frcnn.viz import anchors, backbone, compare, detections, losses, overview, proposals, roi  # noqa: E402
@@ -58,7 +60,7 @@ def figure_builders(tracer: Tracer | None = None, sample: str | None = None) -> 
     rpn_trace = run(head=False)
     a = rpn_trace.anchors
     every = min(16, max(1, 128 // a.strides[0]))  # the Anchors page's default
-    cov = anchors.coverage(rpn_trace, inside_only=s.rpn.ignore_cross_boundary)
+    cov = coverage(rpn_trace, inside_only=s.rpn.ignore_cross_boundary)
     levels = len(rpn_trace.rpn.objectness_maps)
 
     def nms_step() -> go.Figure:
@@ -69,8 +71,8 @@ def figure_builders(tracer: Tracer | None = None, sample: str | None = None) -> 
         return proposals.nms_step_figure(image_np, b, sc, nms_state(steps, len(b), 1), 1, len(steps),
                                          s.rpn.nms_thresh, False)
 
-    pick = roi.default_roi(trace)
-    pooled = roi.pool_roi(trace, roi.roi_boxes(trace)[pick], s.roi.output_size, s.roi.sampling_ratio)
+    pick = default_roi(trace)
+    pooled = pool_roi(trace, roi_boxes(trace)[pick], s.roi.output_size, s.roi.sampling_ratio)
     zrange = roi.pooled_range(pooled)
     head_size = det.pool_output_size
 
