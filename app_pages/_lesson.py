@@ -92,10 +92,15 @@ export default function (component) {
   if (data.highlight && state.scrolled !== data.step) {  // the step's figure, brought on screen once a step
     state.scrolled = data.step;
     const started = Date.now();
-    const look = () => {  // the figure is drawn after this component: wait for it (at most 20 s)
+    let last = null, still = 0;
+    const look = () => {  // the figure is drawn after this component: wait until the page has settled (20 s at most)
+      if (Date.now() - started > 20000) return;
       const el = doc.querySelector(`div.frcnn-chart[data-key="${data.highlight}"]`);
-      if (!el || !el._fullLayout) { if (Date.now() - started < 20000) win.setTimeout(look, 200); return; }
-      const r = el.getBoundingClientRect();
+      const running = doc.querySelector('[data-testid="stStatusWidget"]');
+      const r = el && el._fullLayout ? el.getBoundingClientRect() : null;
+      still = r && !running && last !== null && Math.abs(r.top - last) < 1 ? still + 1 : 0;
+      last = r ? r.top : null;
+      if (still < 3) { win.setTimeout(look, 200); return; }  // the same place for 0.6 s, the script idle
       const seen = Math.min(r.bottom, win.innerHeight) - Math.max(r.top, 0);
       if (seen < Math.min(r.height, win.innerHeight) / 2) el.scrollIntoView({block: "center"});  // half hidden
     };

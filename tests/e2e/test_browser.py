@@ -69,7 +69,8 @@ def test_every_page_on_a_torchvision_fpn_model(app_url, page, path, name):
     _open(page, f"{app_url}/{path}?model=mobilenet_v3_fpn&sample=Cat+%28photo%29&input.min_size=320")
     if path not in NO_FIGURE_YET:
         page.wait_for_selector(".js-plotly-plot", timeout=120_000)
-    assert "fasterrcnn_mobilenet_v3_large_fpn" in page.inner_text("[data-testid='stSidebar']")  # its offline note
+    page.wait_for_function("() => document.querySelector(\"[data-testid='stSidebar']\").innerText"  # its offline
+                           ".includes('fasterrcnn_mobilenet_v3_large_fpn')", timeout=120_000)  # note, once drawn
 
 
 def _slider(page, label: str):

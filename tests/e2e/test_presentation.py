@@ -17,10 +17,12 @@ A screenshot of every page at 1280x720 goes to docs/screenshots/presentation/<pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_pages._presentation import MAIN_FIGURES
 
@@ -189,6 +191,8 @@ def test_a_room_can_read_every_page(presenter, title, name, key):
 
 
 LESSON = json.loads((ROOT / "frcnn" / "data" / "lessons" / "paper.json").read_text())["steps"]
+ON_SCREEN = """(key) => { const d = document.querySelector(`div.frcnn-chart[data-key="${key}"]`);
+    if (!d) return false; const r = d.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight + 1; }"""
 STEP = """([k, n]) => { const p = document.querySelector('.st-key-lesson_panel');
     return !!p && p.innerText.includes(`Step ${k} of ${n}`); }"""
 
@@ -211,7 +215,8 @@ def test_a_lesson_in_presentation_mode_shows_each_steps_figure(browser, app_url)
             key = step["highlight"]
             page.wait_for_function(f"({DRAWN})('{key}')", timeout=180_000)
             _settled(page)
-            page.wait_for_timeout(900)  # plotly's relayout to the div's height, the scroll to the figure
+            with contextlib.suppress(PlaywrightTimeout):  # plotly's relayout, and the scroll to the figure once the
+                page.wait_for_function(ON_SCREEN, arg=key, timeout=15_000)  # page has settled: asserted below
             m = page.evaluate(MEASURE, key)
             fig, view = m["figure"], m["viewport"]
             print("lesson step", k, key, fig)
