@@ -27,12 +27,12 @@ def comparison_figure(image: np.ndarray, trace: Trace, other: Trace, stage: str,
     fig = image_figure(image, height=height, title=title)
     hover = [f"{class_name(trace.class_names, int(labels[i])) if labels is not None else 'proposal'} "
              f"{float(scores[i]):.2f}" for i in range(len(boxes))]
+    if len(trace.gt_boxes):  # under the boxes compared: a box "in both" on a ground-truth box stays visible
+        add_ground_truth(fig, trace.gt_boxes)
     for mask, colour, name in ((~only_here, COMMON, "in both"), (only_here, ONLY_HERE, "only here")):
         idx = torch.where(mask)[0]
         add_boxes(fig, boxes[idx], colour, name, width=2.5 if colour == ONLY_HERE else 1.2,
                   hover=[hover[i] for i in idx.tolist()])
-    if len(trace.gt_boxes):
-        add_ground_truth(fig, trace.gt_boxes)
     return fig
 
 
